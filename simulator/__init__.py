@@ -1,0 +1,1 @@
+"""A simulated Xen host: credit scheduler, split network driver, TCP, workloads."""
