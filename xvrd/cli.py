@@ -20,7 +20,7 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 
 def _registrars() -> list[Registrar]:
     # Imported here so `xvrd --help` stays cheap and each command's heavy imports are its own.
-    from simulator import cli as simulate_cli
+    import simulator.cli as simulate_cli
 
     return [simulate_cli.register]
 

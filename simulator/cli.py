@@ -1,0 +1,194 @@
+"""`xvrd simulate`: run an experiment on the simulated host, or check it against the report.
+
+xvrd simulate --workload receive --domus 8 [--dom0-weight 2048] [--json]
+xvrd simulate --scenario FILE [--duration 60] [--seed 3]
+xvrd simulate calibrate [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from simulator.report import RunResult, link_goodput_mbps, run
+from simulator.scenario import Scenario, ScenarioError, load_scenario, report_scenario
+
+EX_CONFIG = 78  # sysexits.h: configuration error
+EX_CALIBRATION = 1  # some cell is out of tolerance
+
+Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
+    return value
+
+
+def _int_in(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer (got {text!r})") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}] (got {value})")
+        return value
+
+    return parse
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="run an experiment on the simulated Xen host",
+        description=(
+            "Run a scenario on the simulated Xen host and report per-domain throughput and "
+            "CPU, dom0 CPU, idle CPU, aggregate throughput, Jain's fairness index and "
+            "efficiency. 'calibrate' compares every reference cell with the simulation."
+        ),
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["run", "calibrate"],
+        default="run",
+        help="run (default) or calibrate",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--scenario", metavar="FILE", help="scenario file (TOML)")
+    src.add_argument(
+        "--workload",
+        choices=["send", "receive", "forward"],
+        help="the report's experiment: one greedy TCP flow per domU",
+    )
+    p.add_argument("--domus", type=_int_in(1, 1024), default=None, help="number of domUs")
+    p.add_argument("--dom0-weight", type=_int_in(1, 65535), help="dom0's credit weight")
+    p.add_argument("--domu-weight", type=_int_in(1, 65535), help="every domU's credit weight")
+    p.add_argument("--pcpus", type=_int_in(1, 256), help="physical CPUs")
+    p.add_argument("--duration", type=_positive_float, help="simulated seconds measured")
+    p.add_argument("--warmup", type=_non_negative_float, help="simulated seconds before")
+    p.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0, help="random seed")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=main)
+
+
+def _scenario(args: argparse.Namespace) -> Scenario:
+    if args.scenario:
+        if args.domus is not None:
+            raise ScenarioError("--domus: only with --workload (a scenario file lists domains)")
+        scenario = load_scenario(args.scenario)
+    else:
+        scenario = report_scenario(
+            args.workload or "receive",
+            n_domus=args.domus if args.domus is not None else 8,
+        )
+    host: dict[str, Any] = {}
+    if args.dom0_weight is not None:
+        host["dom0_weight"] = args.dom0_weight
+    if args.pcpus is not None:
+        host["pcpus"] = args.pcpus
+    update: dict[str, Any] = {}
+    if host:
+        update["host"] = scenario.host.model_copy(update=host)
+    if args.domu_weight is not None:
+        update["domains"] = [
+            d.model_copy(update={"weight": args.domu_weight}) for d in scenario.domains
+        ]
+    if args.duration is not None:
+        update["duration_s"] = args.duration
+    if args.warmup is not None:
+        update["warmup_s"] = args.warmup
+    if not update:
+        return scenario
+    # Re-validate the combination (e.g. pinning to a CPU that --pcpus removed).
+    from simulator.scenario import parse_scenario
+
+    data = scenario.model_copy(update=update).model_dump()
+    return parse_scenario(data, "command line")
+
+
+def format_table(result: RunResult, scenario: Scenario) -> str:
+    h = scenario.host
+    lines = [
+        f"{scenario.name}: {scenario.duration_s:g} s simulated after {scenario.warmup_s:g} s "
+        f"warm-up; {h.pcpus} pCPUs, {h.nics} NIC(s) at {h.link_mbps:g} Mb/s, seed {result.seed}",
+        "",
+        f"{'domain':<12} {'workload':<9} {'weight':>6} {'Mb/s':>9} {'CPU %':>7}",
+    ]
+    for d in result.domains:
+        tput = f"{d.throughput_mbps:9.1f}" if d.workload != "idle" else f"{'-':>9}"
+        lines.append(f"{d.name:<12} {d.workload:<9} {d.weight:>6} {tput} {d.cpu_pct:7.2f}")
+    lines.append(f"{'dom0':<12} {'':<9} {result.dom0_weight:>6} {'':>9} {result.dom0_cpu_pct:7.2f}")
+    lines.append(f"{'idle':<12} {'':<9} {'':>6} {'':>9} {result.idle_pct:7.2f}")
+    speed = result.sim_seconds / result.wall_seconds if result.wall_seconds > 0 else float("inf")
+    lines += [
+        "",
+        f"aggregate {result.aggregate_mbps:.1f} Mb/s   Jain {result.jain:.3f}   efficiency "
+        f"{result.efficiency:.3f} (of {link_goodput_mbps(h.link_mbps):.2f} Mb/s goodput)",
+        f"simulated {result.sim_seconds:g} s in {result.wall_seconds:.2f} s ({speed:.0f}x)",
+    ]
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        scenario = _scenario(args)
+    except ScenarioError as exc:
+        print(f"xvrd simulate: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    result = run(scenario, seed=args.seed)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(format_table(result, scenario))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from simulator.calibration import checks, default_runner
+
+    if args.scenario or args.workload or args.domus is not None:
+        print(
+            "xvrd simulate calibrate: runs the report's cells; no scenario options", file=sys.stderr
+        )
+        return EX_CONFIG
+    started = time.perf_counter()
+    runner = default_runner(args.duration or 10.0, args.warmup or 3.0, args.seed)
+    results = list(checks(runner))
+    failed = [c for c in results if c.ok is False]
+    if args.json:
+        out = {
+            "checks": [c.to_json() for c in results],
+            "failed": len(failed),
+            "checked": sum(1 for c in results if c.ok is not None),
+            "wall_seconds": round(time.perf_counter() - started, 2),
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{'cell':<28} {'metric':<24} {'report':>9} {'simulated':>10} {'tolerance':>10}  ok")
+        for c in results:
+            ref = "" if c.reference is None else f"{c.reference:9.3f}"
+            mark = {True: "yes", False: "NO", None: "-"}[c.ok]
+            sim = f"{c.simulated:10.3f}"
+            print(f"{c.cell:<28} {c.metric:<24} {ref:>9} {sim} {c.tolerance:>10}  {mark}")
+        checked = sum(1 for c in results if c.ok is not None)
+        print(f"\n{checked - len(failed)} of {checked} checks within tolerance")
+    return EX_CALIBRATION if failed else 0
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.action == "calibrate":
+        return _calibrate(args)
+    return _run(args)

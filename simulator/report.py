@@ -1,0 +1,127 @@
+"""Run a scenario on the simulated host and summarise it the way the reference report does."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from simulator.host import SimulatedHost
+from simulator.scenario import NETWORK_WORKLOADS, Scenario
+from simulator.tcp import DATA_WIRE_BYTES, PAYLOAD_BYTES
+from simulator.workloads import goodput_mbps
+
+
+def link_goodput_mbps(link_mbps: float) -> float:
+    """Best TCP goodput of one link: payload per full frame on the wire (941.49 at 1 Gb/s)."""
+    return link_mbps * PAYLOAD_BYTES / DATA_WIRE_BYTES
+
+
+def jain_index(values: list[float]) -> float:
+    """Jain's fairness index: 1 when all equal, 1/n when one takes everything."""
+    if not values:
+        return 1.0
+    total = sum(values)
+    squares = sum(v * v for v in values)
+    if squares == 0:
+        return 1.0
+    return total * total / (len(values) * squares)
+
+
+@dataclass(frozen=True)
+class DomainResult:
+    name: str
+    domid: int
+    workload: str
+    weight: int
+    throughput_mbps: float
+    cpu_pct: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    scenario: str
+    seed: int
+    domains: list[DomainResult]
+    dom0_cpu_pct: float
+    dom0_weight: int
+    idle_pct: float
+    aggregate_mbps: float
+    jain: float
+    efficiency: float
+    sim_seconds: float
+    wall_seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "domains": [
+                {
+                    "name": d.name,
+                    "domid": d.domid,
+                    "workload": d.workload,
+                    "throughput_mbps": round(d.throughput_mbps, 2),
+                    "cpu_pct": round(d.cpu_pct, 2),
+                    "weight": d.weight,
+                }
+                for d in self.domains
+            ],
+            "dom0": {"cpu_pct": round(self.dom0_cpu_pct, 2), "weight": self.dom0_weight},
+            "idle_pct": round(self.idle_pct, 2),
+            "aggregate_mbps": round(self.aggregate_mbps, 2),
+            "jain": round(self.jain, 4),
+            "efficiency": round(self.efficiency, 4),
+            "sim_seconds": self.sim_seconds,
+            "wall_seconds": round(self.wall_seconds, 3),
+        }
+
+
+def run(scenario: Scenario, seed: int = 0) -> RunResult:
+    """Warm up, then measure over ``duration_s`` of simulated time."""
+    started = time.perf_counter()
+    host = SimulatedHost(scenario, seed=seed)
+    host.advance(scenario.warmup_s)
+    before = {d.domid: d for d in host.domains()}
+    seg0 = {domid: host.delivered_segments(domid) for domid in before}
+    idle0 = host.idle_ns()
+    host.advance(scenario.duration_s)
+    after = host.domains()
+    idle1 = host.idle_ns()
+    span_ns = scenario.duration_s * 1e9
+    capacity_ns = span_ns * host.pcpus
+    results: list[DomainResult] = []
+    dom0_cpu = 0.0
+    dom0_weight = 0
+    for d in after:
+        prev = before.get(d.domid)
+        cpu_ns = d.cpu_ns - (prev.cpu_ns if prev is not None else 0)
+        cpu_pct = 100.0 * cpu_ns / capacity_ns
+        if d.domid == 0:
+            dom0_cpu, dom0_weight = cpu_pct, d.weight
+            continue
+        segments = host.delivered_segments(d.domid) - seg0.get(d.domid, 0)
+        results.append(
+            DomainResult(
+                name=d.name,
+                domid=d.domid,
+                workload=d.workload,
+                weight=d.weight,
+                throughput_mbps=goodput_mbps(segments, scenario.duration_s),
+                cpu_pct=cpu_pct,
+            )
+        )
+    net = [r.throughput_mbps for r in results if r.workload in NETWORK_WORKLOADS]
+    aggregate = sum(net)
+    return RunResult(
+        scenario=scenario.name,
+        seed=seed,
+        domains=results,
+        dom0_cpu_pct=dom0_cpu,
+        dom0_weight=dom0_weight,
+        idle_pct=100.0 * (idle1 - idle0) / capacity_ns,
+        aggregate_mbps=aggregate,
+        jain=jain_index(net),
+        efficiency=aggregate / link_goodput_mbps(scenario.host.link_mbps),
+        sim_seconds=scenario.duration_s + scenario.warmup_s,
+        wall_seconds=time.perf_counter() - started,
+    )
