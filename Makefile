@@ -4,10 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Modules setup.py compiles with mypyc: editing one means rebuilding.
+COMPILED := $(addprefix simulator/,engine.py credit.py tcp.py network.py netback.py workloads.py)
 
-.PHONY: run test quick lint venv clean
+.PHONY: run test quick lint venv bench calibrate clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(COMPILED)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -26,6 +28,14 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# Benchmarks print figures; they assert nothing.
+bench: $(STAMP)
+	$(BIN)/python bench/bench_simulator.py
+
+# The simulated host against the reference measurements, cell by cell.
+calibrate: $(STAMP)
+	$(BIN)/xvrd simulate calibrate
 
 quick: $(STAMP)
 	$(BIN)/pytest -m "not slow"
