@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Modules setup.py compiles with mypyc: editing one means rebuilding.
+COMPILED := $(addprefix simulator/,engine.py credit.py tcp.py network.py netback.py workloads.py)
 
-.PHONY: run test quick lint venv clean system-deps
+.PHONY: run test quick lint venv bench calibrate clean system-deps
 
 # Debian packages the libvirt backend builds against and its tests run (apt-get when root,
 # a no-op when all are there). The venv needs libvirt-dev before it can build libvirt-python.
@@ -14,7 +16,7 @@ system-deps:
 
 # The `libvirt` extra compiles against libvirt-dev: installed when pkg-config finds it (always
 # in CI, which runs as root), left out on a machine without it (the libvirt tests then skip).
-$(STAMP): pyproject.toml Makefile | system-deps
+$(STAMP): pyproject.toml setup.py Makefile $(COMPILED) | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	if pkg-config --exists libvirt 2>/dev/null; then \
@@ -37,6 +39,14 @@ lint: $(STAMP)
 
 test: system-deps lint
 	$(BIN)/pytest
+
+# Benchmarks print figures; they assert nothing.
+bench: $(STAMP)
+	$(BIN)/python bench/bench_simulator.py
+
+# The simulated host against the reference measurements, cell by cell.
+calibrate: $(STAMP)
+	$(BIN)/xvrd simulate calibrate
 
 quick: $(STAMP)
 	$(BIN)/pytest -m "not slow"

@@ -140,8 +140,9 @@ def default_runner(duration_s: float, warmup_s: float, seed: int) -> Runner:
     return run_cell
 
 
-def checks(runner: Runner) -> Iterator[Check]:
-    """Every comparison, in report order. Runs each configuration once."""
+def checks(runner: Runner, include_info: bool = True) -> Iterator[Check]:
+    """Every comparison, in report order. Runs each configuration once. Without
+    ``include_info``, configurations that only have informational checks are skipped."""
     cache: dict[tuple[str, int, int], RunResult] = {}
 
     def sim(cell: ReferenceCell) -> RunResult:
@@ -217,7 +218,7 @@ def checks(runner: Runner) -> Iterator[Check]:
         previous = agg
 
     for cell in load_reference("send", "sweep"):
-        if cell.dom0_weight == 256:
+        if cell.dom0_weight == 256 or not include_info:
             continue
         r = sim(cell)
         name = _cell_name(cell)

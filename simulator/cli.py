@@ -14,7 +14,13 @@ import time
 from typing import Any
 
 from simulator.report import RunResult, link_goodput_mbps, run
-from simulator.scenario import Scenario, ScenarioError, load_scenario, report_scenario
+from simulator.scenario import (
+    NETWORK_WORKLOADS,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    report_scenario,
+)
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 EX_CALIBRATION = 1  # some cell is out of tolerance
@@ -128,7 +134,8 @@ def format_table(result: RunResult, scenario: Scenario) -> str:
         f"{'domain':<12} {'workload':<9} {'weight':>6} {'Mb/s':>9} {'CPU %':>7}",
     ]
     for d in result.domains:
-        tput = f"{d.throughput_mbps:9.1f}" if d.workload != "idle" else f"{'-':>9}"
+        network = d.workload in NETWORK_WORKLOADS
+        tput = f"{d.throughput_mbps:9.1f}" if network else f"{'-':>9}"
         lines.append(f"{d.name:<12} {d.workload:<9} {d.weight:>6} {tput} {d.cpu_pct:7.2f}")
     lines.append(f"{'dom0':<12} {'':<9} {result.dom0_weight:>6} {'':>9} {result.dom0_cpu_pct:7.2f}")
     lines.append(f"{'idle':<12} {'':<9} {'':>6} {'':>9} {result.idle_pct:7.2f}")

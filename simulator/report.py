@@ -60,7 +60,9 @@ class RunResult:
                     "name": d.name,
                     "domid": d.domid,
                     "workload": d.workload,
-                    "throughput_mbps": round(d.throughput_mbps, 2),
+                    "throughput_mbps": (
+                        round(d.throughput_mbps, 2) if d.workload in NETWORK_WORKLOADS else None
+                    ),
                     "cpu_pct": round(d.cpu_pct, 2),
                     "weight": d.weight,
                 }

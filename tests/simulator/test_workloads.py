@@ -1,0 +1,80 @@
+"""Workloads other than the report's greedy flows, and changes over time."""
+
+from __future__ import annotations
+
+from simulator.host import SimulatedHost
+from simulator.report import run
+from simulator.scenario import parse_scenario
+
+
+def test_ping_gets_answers_with_sub_millisecond_rtt_on_an_idle_host() -> None:
+    scenario = parse_scenario({"domains": [{"name": "p", "workload": "ping", "interval_ms": 10}]})
+    host = SimulatedHost(scenario)
+    host.advance(1.0)
+    rtts = host.ping_rtts_ns(1)
+    assert 95 <= len(rtts) <= 101
+    assert max(rtts) < 1_000_000
+
+
+def test_burner_uses_its_duty_cycle_of_one_cpu() -> None:
+    scenario = parse_scenario(
+        {
+            "duration_s": 5,
+            "warmup_s": 1,
+            "domains": [{"name": "b", "workload": "burn", "duty": 0.3}],
+        }
+    )
+    burner = run(scenario).domains[0]
+    assert 14 <= burner.cpu_pct <= 16  # 30 % of one of two pCPUs
+
+
+def test_application_limited_sender_gets_its_rate() -> None:
+    scenario = parse_scenario(
+        {
+            "duration_s": 5,
+            "warmup_s": 1,
+            "domains": [
+                {"name": "r", "workload": "tcp_rate", "direction": "send", "rate_mbps": 200}
+            ],
+        }
+    )
+    result = run(scenario)
+    assert 190 <= result.aggregate_mbps <= 205
+
+
+def test_phases_change_weight_and_workload_mid_run() -> None:
+    scenario = parse_scenario(
+        {
+            "domains": [{"name": "a", "workload": "idle"}],
+            "phases": [
+                {"at_s": 1, "action": "weight", "domain": "a", "weight": 777},
+                {"at_s": 1, "action": "workload", "domain": "a", "workload": "receive"},
+            ],
+        }
+    )
+    host = SimulatedHost(scenario)
+    host.advance(0.9)
+    assert host.domain(1).weight == 256
+    assert host.domain(1).vifs[0].rx_packets == 0
+    host.advance(1.1)
+    assert host.domain(1).weight == 777
+    assert host.domain(1).workload == "receive"
+    assert host.domain(1).vifs[0].rx_packets > 10_000
+
+
+def test_domain_restarted_by_a_phase_gets_a_new_domid() -> None:
+    """Like Xen: a domain started again is a new domain, its counters start from zero."""
+    scenario = parse_scenario(
+        {
+            "domains": [{"name": "a", "workload": "receive", "stop_s": 1}],
+            "phases": [{"at_s": 1.5, "action": "start", "domain": "a"}],
+        }
+    )
+    host = SimulatedHost(scenario)
+    host.advance(0.9)
+    first = host.domains()[1]
+    host.advance(1.0)
+    second = host.domains()[1]
+    assert second.name == "a"
+    assert second.domid != first.domid
+    assert second.vifs[0].rx_bytes < first.vifs[0].rx_bytes
