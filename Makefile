@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Modules setup.py compiles with mypyc: editing one means rebuilding.
 COMPILED := $(addprefix simulator/,engine.py credit.py tcp.py network.py netback.py workloads.py)
 
-.PHONY: run test quick lint venv bench calibrate clean system-deps
+.PHONY: run test quick lint venv bench bench-libvirt calibrate clean system-deps
 
 # Debian packages the libvirt backend builds against and its tests run (apt-get when root,
 # a no-op when all are there). The venv needs libvirt-dev before it can build libvirt-python.
@@ -43,6 +43,10 @@ test: system-deps lint
 # Benchmarks print figures; they assert nothing.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_simulator.py
+
+# One tick's libvirt cost against the bare libvirt calls (root: starts its own libvirtd).
+bench-libvirt: $(STAMP) system-deps
+	$(BIN)/python bench/bench_libvirt.py
 
 # The simulated host against the reference measurements, cell by cell.
 calibrate: $(STAMP)
