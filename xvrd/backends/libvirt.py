@@ -78,6 +78,9 @@ DEFAULT_URI: Final = "xen:///system"
 CGROUP_V1_SHARES: Final = WeightRange(low=2, high=262144, default=1024)
 CGROUP_V2_WEIGHT: Final = WeightRange(low=1, high=10000, default=100)
 
+#: libvirt's largest CFS quota (2**44 - 1 us), which it also reports for "max" (no quota).
+_CFS_QUOTA_MAX: Final = 17592186044415
+
 _XEN_SCHEDULERS: Final = frozenset({"credit", "credit2"})
 _POSIX: Final = "posix"
 
@@ -465,7 +468,7 @@ def _posix_cap(params: dict[str, Any]) -> int:
     """Whole-domain CFS bandwidth as % of one CPU; no quota (-1, 0, huge) is no cap."""
     quota = int(params.get("global_quota", -1))
     period = int(params.get("global_period", 0))
-    if quota <= 0 or period <= 0 or quota >= 2**44:
+    if quota <= 0 or period <= 0 or quota >= _CFS_QUOTA_MAX:
         return 0
     return max(1, round(100 * quota / period))
 
