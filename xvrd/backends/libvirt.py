@@ -45,12 +45,14 @@ the numbers are passed through unchanged. A counter the driver does not keep (-1
 from __future__ import annotations
 
 import contextlib
+import functools
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import libvirt
@@ -159,6 +161,23 @@ def posix_weight_range(cgroup_root: Path = Path("/sys/fs/cgroup")) -> WeightRang
     return CGROUP_V1_SHARES
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(
+    method: Callable[Concatenate[LibvirtBackend, _P], _R],
+) -> Callable[Concatenate[LibvirtBackend, _P], _R]:
+    """Serialise a public method: the daemon's tick and its control socket share a backend."""
+
+    def wrapper(self: LibvirtBackend, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
+
+
 def _counter(value: int) -> int:
     """libvirt reports -1 for a counter the driver does not keep."""
     return max(0, int(value))
@@ -169,6 +188,7 @@ class LibvirtBackend:
 
     def __init__(self, uri: str = DEFAULT_URI, *, connect: bool = True) -> None:
         self.uri = uri
+        self._lock = threading.RLock()
         self._conn: Any = None
         self._domains: dict[str, Any] = {}
         self._known: dict[str, _Known] = {}
@@ -184,6 +204,7 @@ class LibvirtBackend:
     def connected(self) -> bool:
         return self._conn is not None
 
+    @_locked
     def reconnect(self) -> None:
         """(Re)open the connection; raises `BackendUnavailable` if libvirtd is not there.
 
@@ -198,6 +219,7 @@ class LibvirtBackend:
         if self._conn is None:  # very old bindings returned None instead of raising
             raise BackendUnavailable(f"cannot connect to {self.uri}")
 
+    @_locked
     def close(self) -> None:
         self._drop_connection()
 
@@ -239,6 +261,7 @@ class LibvirtBackend:
 
     # --- host -------------------------------------------------------------------------
 
+    @_locked
     def info(self) -> HostInfo:
         """The connected host; raises `Unsupported` once, clearly, for an untunable driver."""
         if self._info is not None:
@@ -305,6 +328,7 @@ class LibvirtBackend:
 
     # --- domains ----------------------------------------------------------------------
 
+    @_locked
     def list_domains(self) -> list[Domain]:
         conn = self._connection()
         with self._sorted():
@@ -355,6 +379,7 @@ class LibvirtBackend:
 
     # --- counters ---------------------------------------------------------------------
 
+    @_locked
     def read_counters(self, uuid: str) -> DomainCounters:
         dom = self._domain(uuid)
         known = self._known.get(uuid)
@@ -400,6 +425,7 @@ class LibvirtBackend:
             raise Unsupported(self._unsupported_reason)
         return self.info()
 
+    @_locked
     def get_sched(self, uuid: str) -> SchedParams:
         host = self._require_tunable()
         dom = self._domain(uuid)
@@ -409,6 +435,7 @@ class LibvirtBackend:
             return SchedParams(weight=int(params["cpu_shares"]), cap=_posix_cap(params))
         return SchedParams(weight=int(params["weight"]), cap=int(params.get("cap", 0)))
 
+    @_locked
     def set_weight(self, uuid: str, weight: int) -> None:
         host = self._require_tunable()
         if not host.weight_range.contains(weight):
@@ -421,6 +448,7 @@ class LibvirtBackend:
         with self._sorted(uuid):
             dom.setSchedulerParameters({field: weight})
 
+    @_locked
     def set_cap(self, uuid: str, cap: int) -> None:
         host = self._require_tunable()
         if not host.supports_cap:
@@ -439,12 +467,14 @@ class LibvirtBackend:
 
     # --- pinning ----------------------------------------------------------------------
 
+    @_locked
     def get_pinning(self, uuid: str) -> Pinning:
         dom = self._domain(uuid)
         with self._sorted(uuid):
             maps = dom.vcpuPinInfo(0)
         return Pinning(vcpus=tuple(frozenset(i for i, on in enumerate(row) if on) for row in maps))
 
+    @_locked
     def set_pinning(self, uuid: str, pinning: Pinning) -> None:
         conn = self._connection()
         with self._sorted():
