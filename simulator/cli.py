@@ -68,9 +68,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "action",
         nargs="?",
-        choices=["run", "calibrate"],
+        choices=["run", "calibrate", "suite"],
         default="run",
-        help="run (default) or calibrate",
+        help="run (default), calibrate, or suite",
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--scenario", metavar="FILE", help="scenario file (TOML)")
@@ -87,6 +87,14 @@ def register(sub: Any) -> None:
     p.add_argument("--warmup", type=_non_negative_float, help="simulated seconds before")
     p.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0, help="random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    suite = p.add_argument_group("suite")
+    suite.add_argument(
+        "--strategies",
+        default="default,formula,oracle",
+        help="comma-separated: default, formula, oracle and registered controllers",
+    )
+    suite.add_argument("--quick", action="store_true", help="one scenario of each kind")
+    suite.add_argument("--plot", metavar="DIR", help="write PNG timelines (needs matplotlib)")
     p.set_defaults(func=main)
 
 
@@ -195,7 +203,53 @@ def _calibrate(args: argparse.Namespace) -> int:
     return EX_CALIBRATION if failed else 0
 
 
+def _suite(args: argparse.Namespace) -> int:
+    from simulator.suite import run_suite, suite_scenarios
+
+    if args.scenario or args.workload or args.domus is not None:
+        print("xvrd simulate suite: runs its own scenarios; no scenario options", file=sys.stderr)
+        return EX_CONFIG
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("xvrd simulate suite: --plot needs matplotlib: pip install 'xvrd[plot]'",
+                  file=sys.stderr)  # fmt: skip
+            return EX_CONFIG
+    scenarios = suite_scenarios(quick=args.quick)
+    if args.duration is not None:
+        scenarios = [s.model_copy(update={"duration_s": args.duration}) for s in scenarios]
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    try:
+        results = run_suite(scenarios, strategies, seed=args.seed)
+    except ValueError as exc:
+        print(f"xvrd simulate suite: --strategies: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if args.plot:
+        from simulator.plot import plot_timelines
+
+        for path in plot_timelines(results, args.plot):
+            print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"results": [r.to_json() for r in results]}, indent=2))
+        return 0
+    header = (
+        f"{'scenario':<28} {'strategy':<9} {'Mb/s':>7} {'Jain':>6} {'eff':>6} "
+        f"{'converge':>8} {'changes':>7}  setting"
+    )
+    print(header)
+    for r in results:
+        conv = "-" if r.converge_intervals is None else str(r.converge_intervals)
+        print(
+            f"{r.scenario:<28} {r.strategy:<9} {r.aggregate_mbps:7.1f} {r.jain:6.3f} "
+            f"{r.efficiency:6.3f} {conv:>8} {r.changes:>7}  {r.setting}"
+        )
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     if args.action == "calibrate":
         return _calibrate(args)
+    if args.action == "suite":
+        return _suite(args)
     return _run(args)

@@ -1,0 +1,108 @@
+"""The evaluation suite's harness: strategies, oracle, metrics, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simulator.host import SimulatedHost
+from simulator.scenario import report_scenario
+from simulator.suite import (
+    Sample,
+    converge_intervals,
+    formula_weight,
+    oracle,
+    register_controller,
+    run_strategy,
+    run_suite,
+    suite_scenarios,
+)
+from xvrd.cli import main
+
+
+def test_formula_gives_dom0_the_weight_of_its_demand() -> None:
+    assert formula_weight([256] * 8) == 2048
+    assert formula_weight([256] * 2) == 512
+    assert formula_weight([256] * 8, dom0_share=0.75) == 6144
+    assert formula_weight([]) == 256  # never below Xen's default
+    assert formula_weight([65535] * 4) == 65535
+
+
+def test_suite_covers_the_issue_scenarios() -> None:
+    names = {s.name for s in suite_scenarios()}
+    for wl in ("send", "receive", "forward"):
+        assert {f"{wl}-{n}" for n in (1, 2, 4, 8)} <= names
+    assert {"receive-16-on-4cpu", "receive-32-on-8cpu", "forward-16-on-4cpu"} <= names
+    assert {"half-receive-half-forward", "network-among-burners", "app-limited"} <= names
+    assert "join-leave" in names
+
+
+def test_static_weight_is_applied_and_measured_over_the_second_half() -> None:
+    scenario = report_scenario("receive", n_domus=8, duration_s=12, warmup_s=0)
+    sick = run_strategy(scenario, "default")
+    cured = run_strategy(scenario, "formula", dom0_weight=4096)
+    assert len(sick.timeline) == 6
+    assert {s.dom0_weight for s in cured.timeline} == {4096}
+    assert cured.jain > 0.95
+    assert sick.jain < 0.7
+    assert cured.changes == sick.changes == 0
+
+
+def test_oracle_picks_the_best_static_setting() -> None:
+    scenario = report_scenario("receive", n_domus=4, duration_s=6, warmup_s=0)
+    best = oracle(scenario)
+    default = run_strategy(scenario, "default")
+    assert best.aggregate_mbps * best.jain >= default.aggregate_mbps * default.jain
+    assert best.setting.startswith("dom0 weight")
+
+
+def test_registered_controller_is_called_every_interval() -> None:
+    calls: list[int] = []
+
+    def factory(host: SimulatedHost, interval_s: float) -> object:
+        def control(h: SimulatedHost) -> int:
+            calls.append(h.now_ns)
+            if len(calls) == 2:
+                h.set_weight(0, 2048)
+                return 1
+            return 0
+
+        return control
+
+    register_controller("test-step", factory)  # type: ignore[arg-type]
+    scenario = report_scenario("receive", n_domus=2, duration_s=8, warmup_s=0)
+    (result,) = run_suite([scenario], ["test-step"])
+    assert calls == [2_000_000_000, 4_000_000_000, 6_000_000_000, 8_000_000_000]
+    assert result.changes == 1
+    assert [s.dom0_weight for s in result.timeline] == [256, 256, 2048, 2048]
+
+
+def test_convergence_counts_intervals_until_settled() -> None:
+    def s(agg: float, jain: float) -> Sample:
+        return Sample(0.0, agg, jain, 256, False)
+
+    samples = [s(500, 0.5), s(700, 0.8), s(940, 0.99), s(941, 1.0)] + [s(941, 1.0)] * 4
+    assert converge_intervals(samples, 941, 1.0) == 2
+    assert converge_intervals([s(941, 1.0)] * 8, 941, 1.0) == 0
+
+
+def test_unknown_strategy_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["simulate", "suite", "--quick", "--strategies", "magic"])
+    assert code == 78
+    assert "unknown strategy 'magic'" in capsys.readouterr().err
+
+
+def test_suite_cli_prints_json_and_plots(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--plot needs matplotlib, which the dev extra installs: no skipping here."""
+    code = main(
+        ["simulate", "suite", "--quick", "--duration", "4", "--strategies", "default",
+         "--json", "--plot", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {r["scenario"] for r in data["results"]} >= {"receive-8", "join-leave"}
+    assert (tmp_path / "receive-8.png").stat().st_size > 1000
