@@ -91,3 +91,40 @@ def test_pinning_set_is_read_back_by_virsh(test_uri: str) -> None:
         assert backend.get_pinning(uuid) == Pinning((frozenset({1}), frozenset({0, 2, 3})))
     finally:
         backend.close()
+
+
+def _extra_domain_xml(name: str) -> str:
+    return f"""<domain type='test'><name>{name}</name><memory>65536</memory><vcpu>1</vcpu>
+      <os><type>hvm</type></os>
+      <devices><interface type='ethernet'><target dev='vif9.0'/></interface></devices>
+    </domain>"""
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["transient", "defined"])
+def test_domain_stopped_after_listing_is_gone(test_uri: str, persistent: bool) -> None:
+    """A domain destroyed between listing and reading raises DomainGone and drops out."""
+    import libvirt
+
+    other = libvirt.open(test_uri)
+    name = f"short-lived-{'defined' if persistent else 'transient'}"
+    if persistent:
+        dom = other.defineXML(_extra_domain_xml(name))
+        dom.create()
+    else:
+        dom = other.createXML(_extra_domain_xml(name), 0)
+    backend = LibvirtBackend(test_uri)
+    try:
+        listed = {d.name: d.uuid for d in backend.list_domains()}
+        uuid = listed[name]
+        assert [v.name for v in backend.read_counters(uuid).vifs] == ["vif9.0"]
+        dom.destroy()
+        with pytest.raises(DomainGone):
+            backend.read_counters(uuid)
+        with pytest.raises(DomainGone):
+            backend.get_pinning(uuid)
+        assert name not in {d.name for d in backend.list_domains()}
+    finally:
+        backend.close()
+        if persistent:
+            dom.undefine()
+        other.close()
