@@ -15,6 +15,8 @@ from conftest import import_libvirt
 
 import_libvirt()
 
+import libvirt  # noqa: E402
+
 from xvrd.backends.base import (  # noqa: E402
     XEN_WEIGHT_RANGE,
     InvalidSetting,
@@ -24,9 +26,7 @@ from xvrd.backends.base import (  # noqa: E402
 )
 from xvrd.backends.libvirt import LibvirtBackend, _posix_cap  # noqa: E402
 
-DOMU_XML = """<domain type='xen'><devices>
-  <interface type='bridge'><target dev='vif{id}.0'/></interface>
-</devices></domain>"""
+VIF_XML = "<interface type='bridge'><target dev='{dev}'/></interface>"
 
 
 @dataclass
@@ -36,6 +36,11 @@ class FakeXenDomain:
     scheduler: str
     params: dict[str, int] = field(default_factory=lambda: {"weight": 256, "cap": 0})
     pins: list[tuple[bool, ...]] = field(default_factory=lambda: [(True, True)])
+    vifs: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.domid and not self.vifs:
+            self.vifs.append(f"vif{self.domid}.0")
 
     def ID(self) -> int:  # noqa: N802 - libvirt's names
         return self.domid
@@ -50,13 +55,17 @@ class FakeXenDomain:
         return [1, 0, 0, len(self.pins), 5_000_000_000 + self.domid]
 
     def XMLDesc(self, _flags: int) -> str:  # noqa: N802
-        return "<domain type='xen'/>" if self.domid == 0 else DOMU_XML.format(id=self.domid)
+        devices = "".join(VIF_XML.format(dev=v) for v in self.vifs)
+        return f"<domain type='xen'><devices>{devices}</devices></domain>"
 
     def getCPUStats(self, _total: bool) -> list[dict[str, int]]:  # noqa: N802
         return [{"cpu_time": 7_000_000_000 + self.domid}]
 
     def interfaceStats(self, dev: str) -> tuple[int, ...]:  # noqa: N802
-        assert dev == f"vif{self.domid}.0"
+        if dev not in self.vifs:
+            err = libvirt.libvirtError(f"invalid path, '{dev}' is not a known interface")
+            err.err = (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_FROM_LIBXL, str(err), 2)
+            raise err
         return (1000, 10, 0, 1, 2000, 20, 0, -1)
 
     def schedulerType(self) -> tuple[str, int]:  # noqa: N802
@@ -196,3 +205,28 @@ def test_other_xen_schedulers_are_unsupported() -> None:
 def test_posix_global_quota_as_cap(quota: int, period: int, cap: int) -> None:
     """The whole-domain CFS quota as % of one CPU; no quota is no cap."""
     assert _posix_cap({"global_quota": quota, "global_period": period}) == cap
+
+
+def test_unplugged_vif_is_dropped_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vif gone since the XML was read: the XML is read again, the other vifs still count."""
+    backend, conn = _backend("credit")
+    router = conn.domains[2]
+    router.vifs.append("vif3.1")
+    uuid = backend.list_domains()[1].uuid
+    assert [v.name for v in backend.read_counters(uuid).vifs] == ["vif3.0", "vif3.1"]
+    router.vifs.remove("vif3.0")
+    assert [v.name for v in backend.read_counters(uuid).vifs] == ["vif3.1"]
+
+
+def test_hotplugged_vif_is_seen_once_the_xml_is_old(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new vif shows up when the cached XML is older than VIF_REFRESH_S."""
+    import xvrd.backends.libvirt as backend_module
+
+    backend, conn = _backend("credit")
+    uuid = backend.list_domains()[1].uuid
+    conn.domains[2].vifs.append("vif3.1")
+    backend.list_domains()
+    assert [v.name for v in backend.read_counters(uuid).vifs] == ["vif3.0"]
+    monkeypatch.setattr(backend_module, "VIF_REFRESH_S", -1.0)
+    backend.list_domains()
+    assert [v.name for v in backend.read_counters(uuid).vifs] == ["vif3.0", "vif3.1"]

@@ -77,6 +77,10 @@ from xvrd.backends.base import (
 #: What the daemon connects to when the configuration does not say (the local libxl driver).
 DEFAULT_URI: Final = "xen:///system"
 
+#: How old a domain's vif list (from its XML) may get before it is read again, so a vif
+#: hot-plugged into a running domain is seen within this time; an unplugged one at once.
+VIF_REFRESH_S: Final = 30.0
+
 CGROUP_V1_SHARES: Final = WeightRange(low=2, high=262144, default=1024)
 CGROUP_V2_WEIGHT: Final = WeightRange(low=1, high=10000, default=100)
 
@@ -141,6 +145,7 @@ class _Known:
     domid: int
     vcpus: int
     vifs: tuple[str, ...]
+    read_at_s: float  # monotonic time of the XML read: re-read now and then for hotplug
 
 
 def vif_names(domain_xml: str) -> tuple[str, ...]:
@@ -270,7 +275,8 @@ class LibvirtBackend:
         with self._sorted():
             driver = str(conn.getType())
             cpus = int(conn.getInfo()[2])
-        scheduler, params = self._probe_scheduler(driver)
+        domains = self.list_domains()
+        scheduler, params = self._probe_scheduler(driver, domains)
         if scheduler in _XEN_SCHEDULERS:
             weight_range = XEN_WEIGHT_RANGE
             supports_cap = "cap" in params or scheduler == "credit"
@@ -284,7 +290,7 @@ class LibvirtBackend:
                 "'cpu_shares')"
             )
             raise Unsupported(self._unsupported_reason)
-        has_dom0 = any(d.domid == DOM0_ID for d in self.list_domains())
+        has_dom0 = any(d.domid == DOM0_ID for d in domains)
         self._info = HostInfo(
             kind="libvirt",
             uri=self.uri,
@@ -296,9 +302,8 @@ class LibvirtBackend:
         )
         return self._info
 
-    def _probe_scheduler(self, driver: str) -> tuple[str, dict[str, Any]]:
+    def _probe_scheduler(self, driver: str, domains: list[Domain]) -> tuple[str, dict[str, Any]]:
         """Scheduler name and parameters, asked of the first running domain (dom0 on Xen)."""
-        domains = self.list_domains()
         if not domains:
             # QEMU with nothing running: its scheduler is posix whenever cgroups are there.
             if driver.upper() == "QEMU":
@@ -355,13 +360,15 @@ class LibvirtBackend:
             for seq, (domid, name, uuid, vcpus) in enumerate(rows)
         ]
 
-    def _known_for(self, uuid: str, domid: int, dom: Any) -> _Known:
+    def _known_for(self, uuid: str, domid: int, dom: Any, *, fresh: bool = False) -> _Known:
+        """vCPU count and vifs, re-read when the domain restarted or the copy is old."""
         known = self._known.get(uuid)
-        if known is None or known.domid != domid:
+        now = time.monotonic()
+        if fresh or known is None or known.domid != domid or now - known.read_at_s > VIF_REFRESH_S:
             with self._sorted(uuid):
                 vcpus = int(dom.info()[3])
                 vifs = vif_names(dom.XMLDesc(0))
-            known = _Known(domid=domid, vcpus=vcpus, vifs=vifs)
+            known = _Known(domid=domid, vcpus=vcpus, vifs=vifs, read_at_s=now)
             self._known[uuid] = known
         return known
 
@@ -386,23 +393,29 @@ class LibvirtBackend:
         if known is None:
             known = self._known_for(uuid, int(dom.ID()), dom)
         cpu_ns = self._cpu_ns(uuid, dom)
-        vifs = []
-        for name in known.vifs:
-            with self._sorted(uuid):
-                stats = dom.interfaceStats(name)
-            rx_b, rx_p, _rx_err, rx_drop, tx_b, tx_p, _tx_err, tx_drop = stats
-            vifs.append(
-                VifCounters(
-                    name=name,
-                    rx_bytes=_counter(rx_b),
-                    rx_packets=_counter(rx_p),
-                    rx_drops=_counter(rx_drop),
-                    tx_bytes=_counter(tx_b),
-                    tx_packets=_counter(tx_p),
-                    tx_drops=_counter(tx_drop),
-                )
-            )
+        try:
+            vifs = [self._vif_counters(uuid, dom, name) for name in known.vifs]
+        except (BackendUnavailable, DomainGone):
+            raise
+        except BackendError:
+            # A vif unplugged since the XML was read: read the XML again, then the rest.
+            known = self._known_for(uuid, int(dom.ID()), dom, fresh=True)
+            vifs = [self._vif_counters(uuid, dom, name) for name in known.vifs]
         return DomainCounters(uuid=uuid, cpu_ns=cpu_ns, vifs=tuple(vifs))
+
+    def _vif_counters(self, uuid: str, dom: Any, name: str) -> VifCounters:
+        with self._sorted(uuid):
+            stats = dom.interfaceStats(name)
+        rx_b, rx_p, _rx_err, rx_drop, tx_b, tx_p, _tx_err, tx_drop = stats
+        return VifCounters(
+            name=name,
+            rx_bytes=_counter(rx_b),
+            rx_packets=_counter(rx_p),
+            rx_drops=_counter(rx_drop),
+            tx_bytes=_counter(tx_b),
+            tx_packets=_counter(tx_p),
+            tx_drops=_counter(tx_drop),
+        )
 
     def _cpu_ns(self, uuid: str, dom: Any) -> int:
         """Total CPU time: getCPUStats(total) where the driver has it, else info()."""
