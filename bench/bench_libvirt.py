@@ -83,28 +83,30 @@ def bare_tick(conn: Any, vifs: dict[str, list[str]]) -> None:
         dom.schedulerParameters()
 
 
-def _median_s(tick: Callable[[], None], ticks: int) -> float:
-    tick()  # warm-up: the backend reads each domain's XML once
-    samples = []
-    for _ in range(ticks):
-        start = time.perf_counter()
-        tick()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+def _timed(tick: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    tick()
+    return time.perf_counter() - start
 
 
 def measure(uri: str, conn: Any, count: int, ticks: int) -> tuple[float, float]:
+    """Median seconds per tick, backend and bare, alternating tick by tick.
+
+    Alternating puts both under the same load on a shared machine, which blocks of ticks
+    one after the other do not.
+    """
     _populate(conn, count)
     backend = _ReadOnlyFairBackend(uri)
     try:
         listed = backend.list_domains()
         vifs = {d.uuid: [v.name for v in backend.read_counters(d.uuid).vifs] for d in listed}
-        # Interleave the two so drift on a shared machine hits both alike.
+        backend_tick(backend)  # warm-up: the backend reads each domain's XML once
+        bare_tick(conn, vifs)
         backend_s, bare_s = [], []
-        for _ in range(3):
-            backend_s.append(_median_s(lambda: backend_tick(backend), ticks))
-            bare_s.append(_median_s(lambda: bare_tick(conn, vifs), ticks))
-        return min(backend_s), min(bare_s)
+        for _ in range(ticks):
+            backend_s.append(_timed(lambda: backend_tick(backend)))
+            bare_s.append(_timed(lambda: bare_tick(conn, vifs)))
+        return statistics.median(backend_s), statistics.median(bare_s)
     finally:
         backend.close()
 
@@ -112,7 +114,7 @@ def measure(uri: str, conn: Any, count: int, ticks: int) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--domains", type=int, nargs="+", default=[8, 64])
-    parser.add_argument("--ticks", type=int, default=30)
+    parser.add_argument("--ticks", type=int, default=60)
     args = parser.parse_args()
     missing = harness.missing_tools()
     if missing:
