@@ -43,6 +43,7 @@ test: system-deps lint
 # Benchmarks print figures; they assert nothing.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_simulator.py
+	$(BIN)/python bench/bench_daemon.py
 
 # One tick's libvirt cost against the bare libvirt calls (root: starts its own libvirtd).
 bench-libvirt: $(STAMP) system-deps
