@@ -28,9 +28,10 @@ $(STAMP): pyproject.toml setup.py Makefile $(COMPILED) | system-deps
 
 venv: $(STAMP)
 
-# The main job on the simulated host: the report's receive experiment with 8 domUs.
+# The daemon on a simulated host (the report's receive experiment with 8 domUs), shown
+# through `xvrd status` before and after a manual override; see scripts/demo.
 run: $(STAMP)
-	$(BIN)/xvrd simulate --workload receive --domus 8
+	XVRD=$(BIN)/xvrd scripts/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
