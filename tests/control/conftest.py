@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from xvrd.control.api import PROTOCOL_VERSION, ControlError
 from xvrd.control.server import ControlServer
@@ -149,6 +151,13 @@ class FakeDaemon:
 
     def changes(self) -> list[tuple[str, tuple[Any, ...]]]:
         return [c for c in self.calls if c[0] != "status"]
+
+
+@pytest.fixture(autouse=True)
+def logs() -> Iterator[list[structlog.typing.EventDict]]:
+    """The server's log events, captured instead of printed among the CLI's output."""
+    with capture_logs() as captured:
+        yield captured
 
 
 @pytest.fixture
