@@ -48,7 +48,7 @@ def _header(status: dict[str, Any]) -> list[str]:
         if backend.get("last_error"):
             connection += f": {backend['last_error']}"
     tick_age = status.get("last_tick_age_s")
-    tick = "no tick yet" if tick_age is None else f"{_num(tick_age, '.1f')} s ago"
+    tick = "never" if tick_age is None else f"{_num(tick_age, '.1f')} s ago"
     hold = status.get("hold") if isinstance(status.get("hold"), dict) else {}
     assert isinstance(hold, dict)
     if hold.get("held"):
