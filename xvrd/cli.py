@@ -22,8 +22,9 @@ def _registrars() -> list[Registrar]:
     # Imported here so `xvrd --help` stays cheap and each command's heavy imports are its own.
     import simulator.cli as simulate_cli
     import xvrd.commands.control as control_cli
+    from xvrd.commands import run
 
-    return [simulate_cli.register, control_cli.register]
+    return [run.register, control_cli.register, simulate_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,187 @@
+"""The only place settings on the host change: weights and pinning, originals first.
+
+Before the first change to a domain, its settings as the host reports them are recorded and
+persisted, so a clean stop, `xvrd restore`, or the next start after a crash can put them
+back. Weights outside the scheduler's range are refused, never clamped silently.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import structlog
+
+from xvrd.backends.base import (
+    Backend,
+    BackendError,
+    DomainGone,
+    InvalidSetting,
+    Pinning,
+    WeightRange,
+)
+from xvrd.state import Original, PersistedState, StateStore, now_iso
+
+log = structlog.get_logger("xvrd.actuator")
+
+#: How many recent actions status shows.
+ACTION_HISTORY = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One change, made or refused, as status and logs show it."""
+
+    time: str
+    domain: str
+    setting: str  # "weight" or "pinning"
+    old: str
+    new: str
+    reason: str
+    applied: bool
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "time": self.time,
+            "domain": self.domain,
+            "setting": self.setting,
+            "old": self.old,
+            "new": self.new,
+            "reason": self.reason,
+            "applied": self.applied,
+            "error": self.error,
+        }
+
+
+def pinning_text(pinning: Pinning) -> str:
+    return " ".join(",".join(str(c) for c in sorted(cpus)) for cpus in pinning.vcpus) or "-"
+
+
+def pinning_lists(pinning: Pinning) -> list[list[int]]:
+    return [sorted(cpus) for cpus in pinning.vcpus]
+
+
+class Actuator:
+    """Applies changes through the backend, remembering originals in the persisted state."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        store: StateStore,
+        state: PersistedState,
+        weight_range: WeightRange,
+    ) -> None:
+        self.backend = backend
+        self.store = store
+        self.state = state
+        self.weight_range = weight_range
+        self.history: deque[ActionRecord] = deque(maxlen=ACTION_HISTORY)
+
+    # ------------------------------------------------------------------ originals
+    def remember(self, uuid: str, name: str) -> Original:
+        """Record (and persist) a domain's current settings unless already recorded."""
+        original = self.state.originals.get(uuid)
+        if original is not None:
+            return original
+        sched = self.backend.get_sched(uuid)
+        pinning = self.backend.get_pinning(uuid)
+        original = Original(
+            name=name, weight=sched.weight, cap=sched.cap, pinning=pinning_lists(pinning)
+        )
+        self.state.originals[uuid] = original
+        self.store.save(self.state)
+        return original
+
+    def changed(self, uuid: str) -> bool:
+        return uuid in self.state.originals
+
+    # ------------------------------------------------------------------ changes
+    def set_weight(self, uuid: str, name: str, weight: int, reason: str) -> ActionRecord:
+        """Set a weight (originals recorded first). Raises InvalidSetting out of range."""
+        wr = self.weight_range
+        if not wr.contains(weight):
+            raise InvalidSetting(f"weight must be in [{wr.low}, {wr.high}], got {weight}")
+        old = self.backend.get_sched(uuid).weight
+        if old == weight:
+            return self._record(name, "weight", (str(old), str(weight)), reason, applied=False)
+        self.remember(uuid, name)
+        try:
+            self.backend.set_weight(uuid, weight)
+        except BackendError as exc:
+            self._record(
+                name, "weight", (str(old), str(weight)), reason, applied=False, error=str(exc)
+            )
+            raise
+        return self._record(name, "weight", (str(old), str(weight)), reason, applied=True)
+
+    def set_pinning(self, uuid: str, name: str, pinning: Pinning, reason: str) -> ActionRecord:
+        old = self.backend.get_pinning(uuid)
+        change = (pinning_text(old), pinning_text(pinning))
+        if old == pinning:
+            return self._record(name, "pinning", change, reason, applied=False)
+        self.remember(uuid, name)
+        try:
+            self.backend.set_pinning(uuid, pinning)
+        except BackendError as exc:
+            self._record(name, "pinning", change, reason, applied=False, error=str(exc))
+            raise
+        return self._record(name, "pinning", change, reason, applied=True)
+
+    def advise(self, name: str, setting: str, old: str, new: str, reason: str) -> ActionRecord:
+        """Record what would have been done (advise mode, hold, or an override in the way)."""
+        return self._record(name, setting, (old, new), reason, applied=False)
+
+    def _record(
+        self,
+        name: str,
+        setting: str,
+        change: tuple[str, str],
+        reason: str,
+        *,
+        applied: bool,
+        error: str | None = None,
+    ) -> ActionRecord:
+        old, new = change
+        record = ActionRecord(now_iso(), name, setting, old, new, reason, applied, error)
+        if applied or error:
+            self.history.append(record)
+            event = "setting changed" if applied else "setting change failed"
+            log.info(
+                event, domain=name, setting=setting, old=old, new=new, reason=reason, error=error
+            )
+        return record
+
+    # ------------------------------------------------------------------ restore
+    def restore(self, uuid: str, reason: str) -> list[ActionRecord]:
+        """Put one domain's originals back and forget them. A vanished domain is forgotten."""
+        original = self.state.originals.get(uuid)
+        if original is None:
+            return []
+        records: list[ActionRecord] = []
+        try:
+            sched = self.backend.get_sched(uuid)
+            if sched.weight != original.weight:
+                self.backend.set_weight(uuid, original.weight)
+                change = (str(sched.weight), str(original.weight))
+                records.append(self._record(original.name, "weight", change, reason, applied=True))
+            if sched.cap != original.cap:
+                self.backend.set_cap(uuid, original.cap)
+            pinning = Pinning(tuple(frozenset(c) for c in original.pinning))
+            current = self.backend.get_pinning(uuid)
+            if original.pinning and current != pinning:
+                self.backend.set_pinning(uuid, pinning)
+                change = (pinning_text(current), pinning_text(pinning))
+                records.append(self._record(original.name, "pinning", change, reason, applied=True))
+        except DomainGone:
+            log.info("domain gone, nothing to restore", domain=original.name, uuid=uuid)
+        del self.state.originals[uuid]
+        self.store.save(self.state)
+        return records
+
+    def restore_all(self, reason: str) -> list[ActionRecord]:
+        """Put every recorded original back. Stops at the first unreachable host error."""
+        records: list[ActionRecord] = []
+        for uuid in list(self.state.originals):
+            records.extend(self.restore(uuid, reason))
+        return records

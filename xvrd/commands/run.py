@@ -1,0 +1,193 @@
+"""`xvrd run`: the daemon (what systemd starts), or a single tick with ``--once``.
+
+Timing: an APScheduler interval job runs the tick every ``interval_s`` seconds, one at a
+time; runs missed while a tick overran are coalesced into one. The main thread only waits
+for SIGTERM or SIGINT, which stop the job, close the socket and restore settings within a
+tick's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from xvrd.backends.base import BackendError, BackendUnavailable, Unsupported
+from xvrd.backends.factory import make_backend
+from xvrd.config import ConfigError, Settings, load_settings
+from xvrd.daemon import Daemon
+from xvrd.logs import configure_logging
+from xvrd.notify import notify, watchdog_interval_s
+from xvrd.state import StateError
+
+EX_CONFIG = 78
+EX_UNAVAILABLE = 69  # sysexits.h: the host (libvirtd) cannot be reached at start
+
+log = structlog.get_logger("xvrd.run")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the daemon (or one tick with --once)",
+        description="Run the xvrd daemon: sample the host every interval, apply the policy, "
+        "serve the control socket. Flags override the config file and XVRD_* variables.",
+    )
+    p.add_argument("--config", type=Path, help="config file (default /etc/xvrd/xvrd.toml)")
+    p.add_argument("--backend", choices=["libvirt", "simulator"], help="libvirt or simulator")
+    p.add_argument("--uri", dest="libvirt_uri", help="libvirt URI (default xen:///system)")
+    p.add_argument("--scenario", type=Path, help="simulator backend: scenario file")
+    p.add_argument("--speed", type=float, help="simulator backend: simulated s per wall s")
+    p.add_argument("--seed", type=int, help="simulator backend: random seed")
+    p.add_argument("--interval", dest="interval_s", type=float, help="seconds between ticks")
+    p.add_argument("--socket", dest="socket_path", type=Path, help="control socket path")
+    p.add_argument("--state-dir", type=Path, help="directory for persisted state")
+    p.add_argument("--mode", choices=["auto", "advise"], help="apply changes, or only report")
+    p.add_argument("--log-format", choices=["auto", "json", "console"])
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="reconcile, run one tick (two samples one interval apart), print status as "
+        "JSON and exit, leaving settings as they are",
+    )
+    p.set_defaults(func=main)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    keys = (
+        "backend", "libvirt_uri", "scenario", "speed", "seed", "interval_s",
+        "socket_path", "state_dir", "mode", "log_format",
+    )  # fmt: skip
+    return load_settings(args.config, **{k: getattr(args, k) for k in keys})
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        backend = make_backend(settings)
+        daemon = Daemon(settings, backend)
+    except ConfigError as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except StateError as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except Unsupported as exc:
+        print(f"xvrd: this host cannot be tuned: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except BackendUnavailable as exc:
+        print(f"xvrd: cannot reach the host: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    try:
+        daemon.reconcile()
+    except BackendError as exc:
+        print(f"xvrd: cannot reconcile with the host: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    if args.once:
+        return _once(daemon, settings)
+    return serve(daemon, settings)
+
+
+def _once(daemon: Daemon, settings: Settings) -> int:
+    daemon.tick()
+    _wait_one_interval(daemon, settings)
+    daemon.tick()
+    print(json.dumps(daemon.status(), indent=2))
+    daemon.backend.close()
+    return 0
+
+
+def _wait_one_interval(daemon: Daemon, settings: Settings) -> None:
+    backend = daemon.backend
+    host = getattr(backend, "host", None)
+    if settings.backend == "simulator" and host is not None and settings.speed:
+        # A simulated host need not make the operator wait: advance it by one interval.
+        host.advance(settings.interval_s)
+    else:
+        time.sleep(settings.interval_s)
+
+
+def serve(daemon: Daemon, settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from xvrd.control.server import ControlServer, SocketSetupError
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    watchdog = watchdog_interval_s()
+
+    def job() -> None:
+        try:
+            daemon.tick()
+        except Exception:
+            log.exception("tick failed")
+        notify(f"STATUS={daemon.status_line()}")
+        if watchdog is not None:
+            notify("WATCHDOG=1")
+
+    try:
+        server = ControlServer(
+            settings.socket_path,
+            daemon,
+            socket_group=settings.socket_group or None,
+            admin_group=settings.admin_group or None,
+        )
+        server.start()
+    except SocketSetupError as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
+        daemon.shutdown()
+        return EX_CONFIG
+    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.add_job(
+        job,
+        "interval",
+        seconds=settings.interval_s,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+        next_run_time=datetime.now(UTC),
+        id="tick",
+    )
+    scheduler.start()
+    host = daemon.host
+    log.info(
+        "started",
+        backend=host.kind,
+        uri=host.uri,
+        scheduler=host.scheduler,
+        interval_s=settings.interval_s,
+        socket=str(settings.socket_path),
+        policy=daemon.policy.name,
+        mode=settings.mode,
+    )
+    notify("READY=1\nSTATUS=started")
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        notify("STOPPING=1")
+        scheduler.shutdown(wait=True)
+        server.close()
+        daemon.shutdown()
+    return 0

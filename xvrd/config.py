@@ -1,0 +1,160 @@
+"""The daemon's settings: one typed tree from a TOML file, ``XVRD_*`` variables and flags.
+
+Precedence, highest first: command-line flags, environment (``XVRD_INTERVAL_S=5``), the
+TOML file, built-in defaults. ``config/xvrd.toml`` documents every key. An explicitly given
+file that does not exist is an error; the default file (/etc/xvrd/xvrd.toml) missing means
+built-in defaults. Every error is one `ConfigError` naming the key and what is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_PATH = Path("/etc/xvrd/xvrd.toml")
+
+#: Bytes of a full frame a vif counts (1514: Ethernet header and payload, no FCS) per
+#: 1538 bytes it occupies on the wire (preamble, inter-frame gap and FCS included).
+FRAME_BYTES_PER_WIRE_BYTE = 1514 / 1538
+
+
+class ConfigError(Exception):
+    """Bad or unreadable configuration; the message names the key and what is accepted."""
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Runtime state (overrides, hold) lives elsewhere."""
+
+    model_config = SettingsConfigDict(env_prefix="XVRD_", extra="forbid", frozen=True)
+
+    backend: Literal["libvirt", "simulator"] = "libvirt"
+    """Where the host is: libvirtd (production) or the built-in simulated Xen host."""
+
+    libvirt_uri: str = Field("xen:///system", min_length=1)
+    """libvirt connection URI; xen:///system is the local libxl driver on a Xen dom0."""
+
+    scenario: Path | None = None
+    """Simulator backend: the scenario file (TOML) describing the simulated host."""
+
+    speed: float = Field(1.0, gt=0, le=10_000)
+    """Simulator backend: simulated seconds per wall-clock second."""
+
+    seed: int = Field(0, ge=0)
+    """Simulator backend: random seed."""
+
+    interval_s: float = Field(2.0, ge=0.1, le=3600)
+    """Seconds between control-loop ticks."""
+
+    mode: Literal["auto", "advise"] = "auto"
+    """auto: apply the policy's changes; advise: only report what it would change."""
+
+    socket_path: Path = Path("/run/xvrd/xvrd.sock")
+    """The control socket `xvrd status` and the override commands talk to."""
+
+    socket_group: str = ""
+    """Group owning the socket (mode 0660): its members may read status. Empty: root only."""
+
+    admin_group: str = ""
+    """Members of this group (and root) may change settings through the socket."""
+
+    state_dir: Path = Path("/var/lib/xvrd")
+    """Where originals, overrides and hold are persisted (state.json, written atomically)."""
+
+    restore_on_exit: bool = True
+    """Put back every original setting when the daemon stops."""
+
+    link_mbps: float = Field(1000.0, gt=0, le=1_000_000)
+    """Line rate of the host's uplink, for efficiency (aggregate / what the link carries)."""
+
+    network_active_mbps: float = Field(0.5, ge=0)
+    """A domU moving at least this much (rx or tx) counts as network-active."""
+
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """json for journald, console for people; auto picks console on a terminal."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level logged."""
+
+    @field_validator("socket_group", "admin_group")
+    @classmethod
+    def _group_name(cls, value: str) -> str:
+        if value and not all(c.isalnum() or c in "._-" for c in value):
+            raise ValueError("must be a group name (letters, digits, '.', '_', '-') or empty")
+        return value
+
+    @property
+    def link_frame_mbps(self) -> float:
+        """What the uplink carries as vifs count it (frame bytes), for efficiency."""
+        return self.link_mbps * FRAME_BYTES_PER_WIRE_BYTE
+
+
+def _format(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(x) for x in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        parts.append(f"{key}: {msg}{shown}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``path`` (or XVRD_CONFIG, or the default file), env and ``overrides``.
+
+    ``overrides`` are command-line values; None values are ignored.
+    """
+    explicit = path is not None or "XVRD_CONFIG" in os.environ
+    if path is None:
+        path = Path(os.environ.get("XVRD_CONFIG", DEFAULT_CONFIG_PATH))
+    if not path.exists():
+        if explicit:
+            raise ConfigError(
+                f"config file {path} does not exist (given with --config or XVRD_CONFIG)"
+            )
+        toml_path: Path | None = None
+    elif not path.is_file():
+        raise ConfigError(f"config file {path} is not a regular file")
+    else:
+        toml_path = path
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if toml_path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+            return tuple(sources)
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        loaded = _FromFile(**given)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, str(toml_path or "configuration"))) from None
+    settings = Settings.model_construct(**loaded.model_dump())
+    if settings.backend == "simulator" and settings.scenario is None:
+        raise ConfigError("scenario: required when backend = 'simulator' (a scenario file)")
+    return settings

@@ -1,0 +1,449 @@
+"""The daemon: one control-loop tick, the operator's overrides, and what status shows.
+
+A tick samples the host, assesses a complete observation, asks the policy, and applies what
+the policy decided unless the operator's overrides or hold forbid it. The operator's
+commands (through `xvrd.control.api.ControlAPI`) and ticks are serialised by one lock, so
+the control socket's thread and the scheduler's thread never interleave changes.
+
+Scheduling is not here: `xvrd.service` runs `tick` from an APScheduler interval job; batch
+experiments call it after advancing a simulated host by one interval. Same code either way.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from xvrd.actuator import ActionRecord, Actuator, pinning_lists
+from xvrd.analysis import Assessment, Finding, assess
+from xvrd.backends.base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    Domain,
+    DomainGone,
+    HostInfo,
+    InvalidSetting,
+    Pinning,
+    Unsupported,
+)
+from xvrd.config import Settings
+from xvrd.control.api import PROTOCOL_VERSION, ControlError
+from xvrd.policy.base import Action, NoopPolicy, Policy, PolicyContext, SetPinning, SetWeight
+from xvrd.sampler import Observation, Sampler
+from xvrd.state import Hold, Override, StateStore, now_iso
+
+log = structlog.get_logger("xvrd.daemon")
+
+#: Reconnect delays after the host became unreachable: doubling up to a minute.
+RECONNECT_FIRST_S = 1.0
+RECONNECT_MAX_S = 60.0
+
+
+class Daemon:
+    """The control loop's state and the operations the control socket offers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        policy: Policy | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.policy: Policy = policy or NoopPolicy()
+        self.monotonic = monotonic
+        self.store = StateStore(settings.state_dir)
+        self.state = self.store.load()
+        self.host: HostInfo = backend.info()
+        self.sampler = Sampler(backend)
+        self.actuator = Actuator(backend, self.store, self.state, self.host.weight_range)
+        self.lock = threading.RLock()
+        self.policy_state: Any = None
+        self.observation: Observation | None = None
+        self.assessment: Assessment | None = None
+        self.findings: tuple[Finding, ...] = ()
+        self.ticks = 0
+        self.last_tick_at: float | None = None
+        self.connected = True
+        self.last_error: str | None = None
+        self._retry_at = 0.0
+        self._retry_delay = RECONNECT_FIRST_S
+
+    # ------------------------------------------------------------------ lifecycle
+    def reconcile(self) -> None:
+        """Make the host agree with the persisted state (after a restart or a crash).
+
+        Originals still recorded mean an earlier run changed settings and did not restore
+        them: they stay recorded, so the next restore puts them back. Manual overrides and a
+        manual dom0 pinning are applied again. Originals of domains that no longer exist are
+        forgotten.
+        """
+        with self.lock:
+            live = {d.uuid: d for d in self.backend.list_domains()}
+            gone = [u for u in self.state.originals if u not in live]
+            for uuid in gone:
+                del self.state.originals[uuid]
+            for uuid, override in self.state.overrides.items():
+                dom = live.get(uuid)
+                if dom is not None:
+                    self.actuator.set_weight(
+                        uuid, dom.name, override.weight, "manual override (restart)"
+                    )
+            if self.state.dom0_pin:
+                self._apply_dom0_pin(frozenset(self.state.dom0_pin), list(live.values()))
+            self.store.save(self.state)
+            log.info(
+                "reconciled with saved state",
+                originals=len(self.state.originals),
+                overrides=len(self.state.overrides),
+                dom0_pin=self.state.dom0_pin,
+                held=self.state.hold is not None,
+                forgotten=len(gone),
+            )
+
+    def shutdown(self) -> list[ActionRecord]:
+        """Stop: restore originals unless told not to. Returns what was put back."""
+        with self.lock:
+            records: list[ActionRecord] = []
+            if self.settings.restore_on_exit and self.connected:
+                try:
+                    records = self.actuator.restore_all("daemon stopping")
+                except BackendError as exc:
+                    log.error("could not restore settings at exit", error=str(exc))
+            log.info("stopped", restored=len(records), kept=len(self.state.originals))
+            self.backend.close()
+            return records
+
+    # ------------------------------------------------------------------ the tick
+    def tick(self) -> Observation | None:
+        """One pass of the control loop. Never raises for a host problem: it is recorded."""
+        with self.lock:
+            if not self.connected and not self._reconnect():
+                return None
+            try:
+                obs = self.sampler.sample()
+            except BackendUnavailable as exc:
+                self._lost(exc)
+                return None
+            self.ticks += 1
+            self.last_tick_at = self.monotonic()
+            self.observation = obs
+            if not obs.complete:
+                self.assessment = None
+                return obs
+            assessment = assess(
+                obs, self.settings.link_frame_mbps, self.settings.network_active_mbps
+            )
+            context = self._context()
+            decision = self.policy.decide(obs, assessment, context, self.policy_state)
+            self.policy_state = decision.state
+            self._note_findings(decision.findings)
+            self.assessment = replace(assessment, findings=decision.findings)
+            for action in decision.actions:
+                if not self._apply_policy_action(action, context):
+                    break
+            return obs
+
+    def _context(self) -> PolicyContext:
+        return PolicyContext(
+            weight_range=self.host.weight_range,
+            manual=frozenset(self.state.overrides),
+            dom0_pin_manual=bool(self.state.dom0_pin),
+            held=self.state.hold is not None,
+            mode=self.settings.mode,
+        )
+
+    def _note_findings(self, findings: tuple[Finding, ...]) -> None:
+        before = {f.kind for f in self.findings}
+        after = {f.kind for f in findings}
+        for f in findings:
+            if f.kind not in before:
+                log.warning("finding appeared", kind=f.kind, summary=f.summary, **f.evidence)
+        for kind in before - after:
+            log.info("finding cleared", kind=kind)
+        self.findings = findings
+
+    def _apply_policy_action(self, action: Action, context: PolicyContext) -> bool:
+        """Apply one policy action unless forbidden; False if the host went away."""
+        setting = "weight" if isinstance(action, SetWeight) else "pinning"
+        new = str(action.weight) if isinstance(action, SetWeight) else str(action.pinning)
+        blocked = None
+        if context.held:
+            blocked = "held"
+        elif isinstance(action, SetWeight) and action.uuid in self.state.overrides:
+            blocked = "manual override"
+        elif isinstance(action, SetPinning) and self.state.dom0_pin:
+            blocked = "manual dom0 pinning"
+        elif context.mode == "advise":
+            blocked = "advise mode"
+        if blocked is not None:
+            self.actuator.advise(action.name, setting, "-", new, f"{action.reason} ({blocked})")
+            return True
+        try:
+            if isinstance(action, SetWeight):
+                self.actuator.set_weight(action.uuid, action.name, action.weight, action.reason)
+            else:
+                self.actuator.set_pinning(action.uuid, action.name, action.pinning, action.reason)
+        except (DomainGone, InvalidSetting, Unsupported) as exc:
+            log.warning("policy action not applied", domain=action.name, error=str(exc))
+        except BackendUnavailable as exc:
+            self._lost(exc)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ reconnecting
+    def _lost(self, exc: BackendError) -> None:
+        if self.connected:
+            log.error("host unreachable; will reconnect", error=str(exc))
+        self.connected = False
+        self.last_error = str(exc)
+        self._retry_delay = RECONNECT_FIRST_S
+        self._retry_at = self.monotonic() + self._retry_delay
+
+    def _reconnect(self) -> bool:
+        now = self.monotonic()
+        if now < self._retry_at:
+            return False
+        reconnect = getattr(self.backend, "reconnect", None)
+        try:
+            if callable(reconnect):
+                reconnect()
+            self.host = self.backend.info()
+        except BackendError as exc:
+            self.last_error = str(exc)
+            self._retry_delay = min(RECONNECT_MAX_S, self._retry_delay * 2)
+            self._retry_at = now + self._retry_delay
+            return False
+        self.connected = True
+        self.sampler.reset()
+        log.info("host reachable again", uri=self.host.uri)
+        try:
+            self.reconcile()
+        except BackendError as exc:
+            self._lost(exc)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ domains by name
+    def _resolve(self, domain: str) -> Domain:
+        try:
+            domains = self.backend.list_domains()
+        except BackendUnavailable as exc:
+            raise ControlError("unavailable", f"host unreachable: {exc}") from None
+        for d in domains:
+            if domain in (d.name, d.uuid) or (domain.isdigit() and int(domain) == d.domid):
+                return d
+        raise ControlError("not_found", f"no running domain named {domain!r} (name, UUID or ID)")
+
+    def _guard(self, fn: Callable[[], str]) -> str:
+        """Run an operator command under the lock, turning host errors into ControlErrors."""
+        with self.lock:
+            if not self.connected:
+                raise ControlError("unavailable", f"host unreachable: {self.last_error}")
+            try:
+                return fn()
+            except DomainGone as exc:
+                raise ControlError("not_found", str(exc)) from None
+            except InvalidSetting as exc:
+                raise ControlError("invalid", str(exc)) from None
+            except Unsupported as exc:
+                raise ControlError("unsupported", str(exc)) from None
+            except BackendUnavailable as exc:
+                self._lost(exc)
+                raise ControlError("unavailable", f"host unreachable: {exc}") from None
+
+    # ------------------------------------------------------------------ ControlAPI
+    def set_weight(self, domain: str, weight: int) -> str:
+        wr = self.host.weight_range
+        if not wr.contains(weight):
+            raise ControlError("invalid", f"weight must be in [{wr.low}, {wr.high}], got {weight}")
+
+        def run() -> str:
+            d = self._resolve(domain)
+            self.actuator.set_weight(d.uuid, d.name, weight, "manual override")
+            self.state.overrides[d.uuid] = Override(name=d.name, weight=weight)
+            self.store.save(self.state)
+            log.info("override set", domain=d.name, weight=weight)
+            return f"{d.name}: weight {weight} (manual; the policy will not change it)"
+
+        return self._guard(run)
+
+    def unset(self, domain: str) -> str:
+        def run() -> str:
+            d = self._resolve(domain)
+            if d.uuid not in self.state.overrides:
+                raise ControlError("not_found", f"{d.name} has no manual weight")
+            del self.state.overrides[d.uuid]
+            self.store.save(self.state)
+            self.actuator.restore(d.uuid, "manual override removed")
+            log.info("override removed", domain=d.name)
+            return f"{d.name}: manual weight removed, original settings back"
+
+        return self._guard(run)
+
+    def pin_dom0(self, cpus: frozenset[int]) -> str:
+        n = self.host.cpus
+        if not cpus or any(c < 0 or c >= n for c in cpus):
+            raise ControlError("invalid", f"CPUs must be a non-empty subset of 0..{n - 1}")
+        if len(cpus) >= n:
+            raise ControlError(
+                "invalid", "dom0 cannot have every CPU to itself: leave one to domUs"
+            )
+        if not self.host.supports_dom0_pinning:
+            raise ControlError("unsupported", "this host does not allow pinning dom0")
+
+        def run() -> str:
+            self._apply_dom0_pin(cpus, self.backend.list_domains())
+            self.state.dom0_pin = sorted(cpus)
+            self.store.save(self.state)
+            log.info("dom0 pinned", cpus=sorted(cpus))
+            return f"dom0 pinned to CPUs {','.join(map(str, sorted(cpus)))}; domUs kept off them"
+
+        return self._guard(run)
+
+    def _apply_dom0_pin(self, cpus: frozenset[int], domains: list[Domain]) -> None:
+        rest = frozenset(range(self.host.cpus)) - cpus
+        for d in domains:
+            target = cpus if d.is_dom0 else rest
+            self.actuator.set_pinning(
+                d.uuid, d.name, Pinning((target,) * d.vcpus), "manual dom0 pinning"
+            )
+
+    def unpin_dom0(self) -> str:
+        def run() -> str:
+            if not self.state.dom0_pin:
+                raise ControlError("not_found", "dom0 is not pinned by an override")
+            self.state.dom0_pin = None
+            self.store.save(self.state)
+            everywhere = frozenset(range(self.host.cpus))
+            for d in self.backend.list_domains():
+                original = self.state.originals.get(d.uuid)
+                target = (
+                    Pinning(tuple(frozenset(c) for c in original.pinning))
+                    if original is not None and original.pinning
+                    else Pinning((everywhere,) * d.vcpus)
+                )
+                self.actuator.set_pinning(d.uuid, d.name, target, "manual dom0 pinning removed")
+            log.info("dom0 unpinned")
+            return "dom0 unpinned; original affinities back"
+
+        return self._guard(run)
+
+    def hold(self, reason: str) -> str:
+        with self.lock:
+            self.state.hold = Hold(reason=reason, since=now_iso())
+            self.store.save(self.state)
+            log.info("hold", reason=reason)
+            return "automatic changes held" + (f": {reason}" if reason else "")
+
+    def resume(self) -> str:
+        with self.lock:
+            if self.state.hold is None:
+                return "not held"
+            self.state.hold = None
+            self.store.save(self.state)
+            log.info("resumed")
+            return "automatic changes resumed"
+
+    def restore(self) -> str:
+        def run() -> str:
+            records = self.actuator.restore_all("restore requested")
+            self.state.overrides.clear()
+            self.state.dom0_pin = None
+            self.state.hold = Hold(reason="restored by operator", since=now_iso())
+            self.store.save(self.state)
+            log.info("restored", changes=len(records))
+            return f"restored {len(records)} setting(s); automatic changes held until resume"
+
+        return self._guard(run)
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            obs = self.observation
+            a = self.assessment
+            active = set(a.network_active) if a is not None else set()
+            domains = []
+            if obs is not None:
+                for d in obs.domains:
+                    if d.uuid in self.state.overrides:
+                        source = "manual"
+                    elif d.uuid in self.state.originals:
+                        source = "auto"
+                    else:
+                        source = "default"
+                    domains.append(
+                        {
+                            "name": d.name,
+                            "domid": d.domid,
+                            "uuid": d.uuid,
+                            "weight": d.weight,
+                            "weight_source": source,
+                            "cap": d.cap,
+                            "pinning": pinning_lists(d.pinning),
+                            "rx_mbps": _round(d.rx_mbps),
+                            "tx_mbps": _round(d.tx_mbps),
+                            "cpu_pct": _round(d.cpu_pct),
+                            "network_active": d.uuid in active,
+                        }
+                    )
+            hold = self.state.hold
+            age = None if self.last_tick_at is None else self.monotonic() - self.last_tick_at
+            return {
+                "version": PROTOCOL_VERSION,
+                "backend": {
+                    "kind": self.host.kind,
+                    "uri": self.host.uri,
+                    "scheduler": self.host.scheduler,
+                    "cpus": self.host.cpus,
+                    "connected": self.connected,
+                    "last_error": self.last_error,
+                },
+                "interval_s": self.settings.interval_s,
+                "mode": self.settings.mode,
+                "policy": self.policy.name,
+                "ticks": self.ticks,
+                "last_tick_age_s": _round(age),
+                "hold": {
+                    "held": hold is not None,
+                    "reason": hold.reason if hold else None,
+                    "since": hold.since if hold else None,
+                },
+                "dom0_pin": self.state.dom0_pin,
+                "domains": domains,
+                "dom0_cpu_pct": _round(a.dom0_cpu_pct) if a else None,
+                "idle_pct": _round(a.idle_pct) if a else None,
+                "aggregate_mbps": _round(a.aggregate_mbps) if a else None,
+                "jain": _round(a.jain, 4) if a else None,
+                "efficiency": _round(a.efficiency, 4) if a else None,
+                "findings": [
+                    {"kind": f.kind, "summary": f.summary, "evidence": f.evidence}
+                    for f in self.findings
+                ],
+                "actions": [r.to_json() for r in self.actuator.history],
+            }
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=."""
+        a = self.assessment
+        if not self.connected:
+            return f"host unreachable: {self.last_error}"
+        if a is None:
+            return f"sampling ({self.ticks} ticks)"
+        held = ", held" if self.state.hold else ""
+        return (
+            f"{len(a.network_active)} network-active domUs, {a.aggregate_mbps:.0f} Mb/s, "
+            f"Jain {a.jain:.2f}, dom0 CPU {a.dom0_cpu_pct:.0f} %{held}"
+        )
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)

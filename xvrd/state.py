@@ -1,0 +1,111 @@
+"""Runtime state that must survive the daemon: originals, overrides, dom0 pinning, hold.
+
+Kept in ``STATE_DIR/state.json``, rewritten atomically (temporary file, fsync, rename) after
+every change, so a crash at any point leaves either the old or the new file. Originals are
+the settings a domain had before xvrd first changed it, keyed by UUID (domain IDs change
+when a domain reboots). A start after a crash finds the originals still there and restores
+them on the next clean stop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+STATE_VERSION = 1
+
+
+class StateError(Exception):
+    """The state file exists but cannot be read or trusted."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Original(_Model):
+    """A domain's settings before xvrd changed any of them."""
+
+    name: str
+    weight: int
+    cap: int = 0
+    pinning: list[list[int]] = Field(default_factory=list)
+
+
+class Override(_Model):
+    """A manual weight the policy never changes."""
+
+    name: str
+    weight: int = Field(ge=1, le=262144)
+
+
+class Hold(_Model):
+    reason: str = ""
+    since: str
+
+
+class PersistedState(_Model):
+    version: int = STATE_VERSION
+    originals: dict[str, Original] = Field(default_factory=dict)
+    overrides: dict[str, Override] = Field(default_factory=dict)
+    dom0_pin: list[int] | None = None
+    hold: Hold | None = None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class StateStore:
+    """Loads and saves `PersistedState` in a directory."""
+
+    FILENAME = "state.json"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / self.FILENAME
+
+    def load(self) -> PersistedState:
+        """The saved state, or an empty one if there is none yet."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return PersistedState()
+        except OSError as exc:
+            raise StateError(f"cannot read {self.path}: {exc}") from None
+        try:
+            state = PersistedState.model_validate(json.loads(text))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise StateError(
+                f"{self.path} is not a valid xvrd state file ({exc.__class__.__name__}); "
+                "move it aside to start afresh (the originals it records will not be restored)"
+            ) from None
+        if state.version != STATE_VERSION:
+            raise StateError(f"{self.path}: state version {state.version} is not supported")
+        return state
+
+    def save(self, state: PersistedState) -> None:
+        """Write atomically: readers see the old file or the new one, never half of one."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+        data = json.dumps(state.model_dump(), indent=2, sort_keys=True) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=self.directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o640)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
