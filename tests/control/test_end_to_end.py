@@ -208,7 +208,7 @@ def test_bad_requests_and_strangers_change_nothing_and_the_daemon_keeps_serving(
     assert reader.code == 0, reader.stderr
 
     assert by_name(running.status())["dom1"]["weight_source"] != "manual"
-    assert any(e.get("uid") == NOBODY for e in running.events("control.refused"))
+    assert any(e.get("uid") == NOBODY for e in running.events("control request refused"))
 
 
 def test_the_daemon_runs_without_writable_executable_memory(daemon_dir: Path) -> None:

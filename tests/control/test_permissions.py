@@ -150,7 +150,7 @@ def test_refusals_are_logged_with_the_peer(
     shared_server: ControlServer, logs: list[dict[str, object]], tmp_path: Path
 ) -> None:
     as_nobody(cli("resume", "--socket", str(shared_server.path)), tmp_path)
-    refusals = [e for e in logs if e["event"] == "control.refused"]
+    refusals = [e for e in logs if e["event"] == "control request refused"]
     assert len(refusals) == 1
     assert refusals[0]["uid"] == NOBODY
     assert refusals[0]["command"] == "resume"

@@ -180,7 +180,7 @@ def test_a_daemon_failure_is_unavailable_and_logged(
     with capture_logs() as logs, pytest.raises(ControlError) as caught:
         ControlClient(str(server.path)).resume()
     assert caught.value.code == "unavailable"
-    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["control.failed"]
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["control request failed"]
     daemon.fail_with = None
     still_serves(server)
 
@@ -288,5 +288,17 @@ def test_requests_are_logged_as_refusals_or_changes(server: ControlServer) -> No
         exchange(server.path, b"{oops\n")
         ControlClient(str(server.path)).resume()
     events = [(e["event"], e["log_level"]) for e in logs]
-    assert events == [("control.refused", "warning"), ("control.change", "info")]
+    assert events == [("control request refused", "warning"), ("control change requested", "info")]
     assert logs[1]["uid"] == os.getuid()
+
+
+def test_a_directory_others_may_enter_is_not_regrouped(
+    socket_dir: Path, daemon: FakeDaemon
+) -> None:
+    """A socket directly in /run (or /tmp) must not change /run's group."""
+    socket_dir.chmod(0o755)
+    before = socket_dir.stat()
+    with ControlServer(socket_dir / "xvrd.sock", daemon, socket_group="nogroup") as server:
+        assert server.path.stat().st_gid == 65534
+        after = socket_dir.stat()
+    assert (after.st_gid, after.st_mode) == (before.st_gid, before.st_mode)

@@ -131,7 +131,7 @@ class ControlServer:
             try:
                 grp.getgrnam(admin_group)
             except KeyError:
-                log.warning("control.admin_group_missing", admin_group=admin_group)
+                log.warning("admin group does not exist", admin_group=admin_group)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -145,7 +145,7 @@ class ControlServer:
             target=self._accept_loop, name="xvrd-control", daemon=True
         )
         self._accept_thread.start()
-        log.info("control.listening", path=str(self.path))
+        log.info("control socket listening", path=str(self.path))
 
     def close(self) -> None:
         """Stop accepting, cut open connections, and remove the socket; returns promptly."""
@@ -206,10 +206,11 @@ class ControlServer:
             info = directory.stat()
         except OSError as exc:
             raise SocketSetupError(f"cannot create socket directory {directory}: {exc}") from exc
-        # The socket group must be able to reach the socket. Only a directory the daemon owns
-        # and nobody else can write to (its RuntimeDirectory, not /tmp) is re-grouped.
-        ours = info.st_uid == os.geteuid() and not info.st_mode & stat.S_IWOTH
-        if self._socket_gid is not None and ours:
+        # The socket group must be able to reach the socket. Only a private directory of the
+        # daemon's own (its RuntimeDirectory, 0750) is re-grouped: one that others may enter
+        # anyway (/run, /tmp) needs no change and must not get one.
+        private = not info.st_mode & (stat.S_IXOTH | stat.S_IWOTH)
+        if self._socket_gid is not None and info.st_uid == os.geteuid() and private:
             os.chown(directory, -1, self._socket_gid)
             os.chmod(directory, stat.S_IMODE(info.st_mode) | stat.S_IXGRP)
 
@@ -225,7 +226,7 @@ class ControlServer:
         try:
             probe.connect(str(self.path))
         except (ConnectionRefusedError, FileNotFoundError):
-            log.info("control.stale_socket_removed", path=str(self.path))
+            log.info("stale control socket removed", path=str(self.path))
             self.path.unlink(missing_ok=True)
             return
         except OSError as exc:
@@ -259,7 +260,7 @@ class ControlServer:
         except OSError:
             return
         if not self._slots.acquire(blocking=False):
-            log.warning("control.refused", reason="too many connections")
+            log.warning("control request refused", reason="too many connections")
             conn.close()
             return
         thread = threading.Thread(
@@ -290,14 +291,18 @@ class ControlServer:
         try:
             raw = self._read_request(conn)
         except _RequestTooLarge:
-            log.warning("control.refused", reason="request too large", uid=peer.uid, pid=peer.pid)
+            log.warning(
+                "control request refused", reason="request too large", uid=peer.uid, pid=peer.pid
+            )
             return protocol.encode_error(
                 ControlError(
                     "bad_request", f"request larger than {protocol.MAX_REQUEST_BYTES} bytes"
                 )
             )
         except TimeoutError:
-            log.warning("control.refused", reason="request too slow", uid=peer.uid, pid=peer.pid)
+            log.warning(
+                "control request refused", reason="request too slow", uid=peer.uid, pid=peer.pid
+            )
             return protocol.encode_error(
                 ControlError("bad_request", f"request not complete in {self._read_timeout_s} s")
             )
@@ -308,11 +313,11 @@ class ControlServer:
                 raise ControlError("bad_request", "empty request")
             request = protocol.decode_request(raw)
         except ControlError as error:
-            log.warning("control.refused", reason=error.message, uid=peer.uid, pid=peer.pid)
+            log.warning("control request refused", reason=error.message, uid=peer.uid, pid=peer.pid)
             return protocol.encode_error(error)
         if request.is_change and not may_change(peer, self._admin_group):
             log.warning(
-                "control.refused",
+                "control request refused",
                 reason="forbidden",
                 command=request.command,
                 uid=peer.uid,
@@ -323,7 +328,9 @@ class ControlServer:
                 ControlError("forbidden", f"only {who} may change settings")
             )
         if request.is_change:
-            log.info("control.change", command=request.command, uid=peer.uid, pid=peer.pid)
+            log.info(
+                "control change requested", command=request.command, uid=peer.uid, pid=peer.pid
+            )
         return self._call(request)
 
     def _read_request(self, conn: socket.socket) -> bytes | None:
@@ -357,7 +364,7 @@ class ControlServer:
         except ControlError as error:
             return protocol.encode_error(error)
         except Exception:
-            log.exception("control.failed", command=request.command)
+            log.exception("control request failed", command=request.command)
             return protocol.encode_error(
                 ControlError("unavailable", "the daemon failed to handle the request; see its log")
             )
