@@ -39,8 +39,7 @@ def render_status(status: dict[str, Any]) -> str:
 
 
 def _header(status: dict[str, Any]) -> list[str]:
-    backend = status.get("backend") if isinstance(status.get("backend"), dict) else {}
-    assert isinstance(backend, dict)
+    backend = _section(status, "backend")
     kind, uri = _text(backend.get("kind")), _text(backend.get("uri"))
     connection = ""
     if backend.get("connected") is False:
@@ -49,8 +48,7 @@ def _header(status: dict[str, Any]) -> list[str]:
             connection += f": {backend['last_error']}"
     tick_age = status.get("last_tick_age_s")
     tick = "never" if tick_age is None else f"{_num(tick_age, '.1f')} s ago"
-    hold = status.get("hold") if isinstance(status.get("hold"), dict) else {}
-    assert isinstance(hold, dict)
+    hold = _section(status, "hold")
     if hold.get("held"):
         held = "HELD"
         if hold.get("since") is not None:
@@ -163,9 +161,14 @@ def _time(value: object) -> str:
     return _text(value)
 
 
+def _section(status: dict[str, Any], key: str) -> dict[str, Any]:
+    """A nested object of the document, or an empty one when it is null or not an object."""
+    value = status.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _host_cpus(status: dict[str, Any]) -> frozenset[int] | None:
-    backend = status.get("backend")
-    cpus = backend.get("cpus") if isinstance(backend, dict) else None
+    cpus = _section(status, "backend").get("cpus")
     if isinstance(cpus, int) and not isinstance(cpus, bool):
         return frozenset(range(cpus))
     if isinstance(cpus, list) and all(isinstance(c, int) for c in cpus):
