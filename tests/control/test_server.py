@@ -302,3 +302,30 @@ def test_a_directory_others_may_enter_is_not_regrouped(
         assert server.path.stat().st_gid == 65534
         after = socket_dir.stat()
     assert (after.st_gid, after.st_mode) == (before.st_gid, before.st_mode)
+
+
+def test_a_flood_of_idle_connections_is_bounded(socket_dir: Path, daemon: FakeDaemon) -> None:
+    """Beyond max_connections a connection is closed at once; service resumes as they end."""
+    path = socket_dir / "xvrd.sock"
+    with ControlServer(path, daemon, read_timeout_s=0.5, max_connections=2) as server:
+        idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
+        for conn in idle:
+            conn.connect(str(path))
+        time.sleep(0.1)  # let the server take both
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as extra:
+            extra.settimeout(5)
+            extra.connect(str(path))
+            started = time.monotonic()
+            assert extra.recv(100) == b""
+            assert time.monotonic() - started < 0.4
+        for conn in idle:
+            assert b"not complete" in conn.recv(65536)  # cut off at the read timeout
+            conn.close()
+        deadline = time.monotonic() + 5  # the handlers free their slots just after answering
+        while True:
+            try:
+                still_serves(server)
+                break
+            except ControlError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
