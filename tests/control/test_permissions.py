@@ -7,33 +7,22 @@ before it connects, so the server sees a real unprivileged peer through SO_PEERC
 from __future__ import annotations
 
 import json
-import os
-import sys
-import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from xvrd.cli import build_parser, main
 from xvrd.control.api import ControlError
 from xvrd.control.client import ControlClient
 from xvrd.control.server import ControlServer
 
 from .conftest import FakeDaemon
-
-NOBODY = 65534
-NOGROUP = 65534
+from .peers import NOBODY, as_nobody, cli, require_root
 
 
 @pytest.fixture(autouse=True)
 def _root() -> None:
-    """Switching uid needs root: skipped for a developer without it, a failure in CI."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the permission tests must run as root in CI")
-        pytest.skip("switching to another uid needs root")
+    require_root()
 
 
 CHANGES = {
@@ -45,48 +34,6 @@ CHANGES = {
     "resume": {},
     "restore": {},
 }
-
-
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def as_nobody(work: Callable[[], int], tmp_path: Path) -> Outcome:
-    """Run ``work`` in a forked child that has become nobody:nogroup; its exit code and output.
-
-    A fork rather than a new interpreter: the interpreter may live where nobody cannot read it
-    (a pyenv under /root). The child touches only its own socket and the files opened here.
-    """
-    build_parser()  # import every command module now: nobody may not read the stdlib's files
-    out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
-    with out_path.open("w") as out, err_path.open("w") as err:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child reports only through its exit code
-            code = 99
-            try:
-                os.setgroups([])
-                os.setgid(NOGROUP)
-                os.setuid(NOBODY)
-                sys.stdout, sys.stderr = out, err
-                try:
-                    code = work()
-                except SystemExit as exit_:
-                    code = int(exit_.code or 0)
-            except BaseException:
-                traceback.print_exc(file=err)
-            finally:
-                out.flush()
-                err.flush()
-                os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return Outcome(os.waitstatus_to_exitcode(status), out_path.read_text(), err_path.read_text())
-
-
-def cli(*argv: str) -> Callable[[], int]:
-    return lambda: main(list(argv))
 
 
 def try_every_change(path: Path) -> Callable[[], int]:
