@@ -46,8 +46,6 @@ _EPILOG = (
     "4 permission denied to the socket"
 )
 
-SubParsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
 
 # --- argument types: messages say what is accepted ------------------------------------------
 
