@@ -134,7 +134,7 @@ def serve(daemon: Daemon, settings: Settings) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from xvrd.control.server import ControlServer
+    from xvrd.control.server import ControlServer, SocketSetupError
 
     stop = threading.Event()
 
@@ -156,12 +156,18 @@ def serve(daemon: Daemon, settings: Settings) -> int:
         if watchdog is not None:
             notify("WATCHDOG=1")
 
-    server = ControlServer(
-        settings.socket_path,
-        daemon,
-        socket_group=settings.socket_group or None,
-        admin_group=settings.admin_group or None,
-    )
+    try:
+        server = ControlServer(
+            settings.socket_path,
+            daemon,
+            socket_group=settings.socket_group or None,
+            admin_group=settings.admin_group or None,
+        )
+        server.start()
+    except SocketSetupError as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
+        daemon.shutdown()
+        return EX_CONFIG
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
         job,
