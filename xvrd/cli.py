@@ -21,8 +21,9 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 def _registrars() -> list[Registrar]:
     # Imported here so `xvrd --help` stays cheap and each command's heavy imports are its own.
     import simulator.cli as simulate_cli
+    from xvrd.commands import control, run
 
-    return [simulate_cli.register]
+    return [simulate_cli.register, run.register, control.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,1 +1,1 @@
-"""CLI sub-commands, one module each, registered by `xvrd.cli`."""
+"""Sub-commands of `xvrd`: each module exposes ``register(subparsers)``."""
