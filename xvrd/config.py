@@ -66,6 +66,13 @@ class AnalysisSettings(_Group):
     """A domU moving more than this (rx + tx) counts as network-active for Jain."""
 
 
+class PolicySettings(_Group):
+    name: Literal["noop", "static"] = "noop"
+    """noop: observe only; static: keep dom0 at ``dom0_weight``."""
+    dom0_weight: int = Field(2048, ge=1, le=65535)
+    """The weight the static policy gives dom0."""
+
+
 class Settings(BaseSettings):
     """Everything the daemon reads at start."""
 
@@ -90,6 +97,7 @@ class Settings(BaseSettings):
     backend: BackendSettings = BackendSettings()
     control: ControlSettings = ControlSettings()
     analysis: AnalysisSettings = AnalysisSettings()
+    policy: PolicySettings = PolicySettings()
 
     @classmethod
     def settings_customise_sources(

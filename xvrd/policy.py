@@ -71,3 +71,35 @@ class NoopPolicy:
         self, obs: Observation, assessment: Assessment, state: object, overrides: Overrides
     ) -> Decision:
         return Decision((), state)
+
+
+class StaticDom0Policy:
+    """Holds dom0 at one configured weight: the report's static cure, with no adaptation.
+
+    Useful on a host whose load is known, and as a policy whose actions are easy to see.
+    """
+
+    name = "static"
+
+    def __init__(self, dom0_weight: int) -> None:
+        self.dom0_weight = dom0_weight
+
+    def initial_state(self) -> object:
+        return None
+
+    def decide(
+        self, obs: Observation, assessment: Assessment, state: object, overrides: Overrides
+    ) -> Decision:
+        actions = tuple(
+            Action(d.domain.uuid, "weight", self.dom0_weight, "static dom0 weight from config")
+            for d in obs.domains
+            if d.domain.is_dom0 and d.sched.weight != self.dom0_weight
+        )
+        return Decision(actions, state)
+
+
+def make_policy(name: str, *, dom0_weight: int) -> Policy:
+    """The policy a config names."""
+    if name == "static":
+        return StaticDom0Policy(dom0_weight)
+    return NoopPolicy()

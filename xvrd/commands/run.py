@@ -9,23 +9,23 @@ daemon stops within a tick's duration.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from xvrd import logs
-from xvrd.backends.base import Backend, BackendError
+from xvrd.backends.base import BackendError
+from xvrd.backends.factory import BeforeTick, open_backend
 from xvrd.commands.common import EX_CONFIG, EX_UNAVAILABLE, add_config_flag, fail, settings_from
 from xvrd.config import ConfigError, Settings
 from xvrd.control.server import ControlServer, SocketInUse, group_id
 from xvrd.daemon import Daemon
 from xvrd.notify import sd_notify, watchdog_interval_s
+from xvrd.policy import make_policy
 from xvrd.state import StateError, StateStore
 
 log = structlog.get_logger("xvrd.run")
@@ -64,28 +64,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def build_backend(settings: Settings) -> tuple[Backend, Any]:
-    """The configured backend and a callable run before each tick (None for real hosts).
-
-    Raises `ConfigError` for a scenario that cannot be loaded.
-    """
-    b = settings.backend
-    if b.kind == "simulator":
-        from simulator.host import SimulatedHost
-        from xvrd.backends.simulated import SimulatorBackend, resolve_scenario
-
-        try:
-            scenario = resolve_scenario(b.scenario)
-        except ValueError as exc:
-            raise ConfigError(f"backend.scenario: {exc}") from None
-        sim = SimulatorBackend(
-            SimulatedHost(scenario, seed=b.seed), speed=b.speed, uri=f"simulator:///{scenario.name}"
-        )
-        return sim, sim.sync
-    module = importlib.import_module("xvrd.backends.libvirt")
-    return module.LibvirtBackend(b.uri), None
-
-
 def main(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
@@ -101,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
     store = StateStore(settings.state_dir)
     try:
         store.load()
-        backend, before_tick = build_backend(settings)
+        backend, before_tick = open_backend(settings.backend)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
     except StateError as exc:
@@ -109,7 +87,8 @@ def main(args: argparse.Namespace) -> int:
     except (ImportError, BackendError) as exc:
         return fail(f"cannot use backend {settings.backend.kind}: {exc}", EX_UNAVAILABLE)
 
-    daemon = Daemon(backend, settings, store, notify=sd_notify)
+    policy = make_policy(settings.policy.name, dom0_weight=settings.policy.dom0_weight)
+    daemon = Daemon(backend, settings, store, policy=policy, notify=sd_notify)
     try:
         daemon.start()
     except BackendError as exc:
@@ -123,13 +102,13 @@ def main(args: argparse.Namespace) -> int:
         backend.close()
 
 
-def _tick(daemon: Daemon, before_tick: Any) -> None:
+def _tick(daemon: Daemon, before_tick: BeforeTick | None) -> None:
     if before_tick is not None:
         before_tick()
     daemon.tick()
 
 
-def _once(daemon: Daemon, settings: Settings, before_tick: Any) -> int:
+def _once(daemon: Daemon, settings: Settings, before_tick: BeforeTick | None) -> int:
     """A baseline reading, one interval, one tick: rates need two readings."""
     _tick(daemon, before_tick)
     time.sleep(settings.interval_s / (settings.backend.speed if before_tick else 1.0))
@@ -138,7 +117,7 @@ def _once(daemon: Daemon, settings: Settings, before_tick: Any) -> int:
     return 0
 
 
-def _serve(daemon: Daemon, settings: Settings, before_tick: Any) -> int:
+def _serve(daemon: Daemon, settings: Settings, before_tick: BeforeTick | None) -> int:
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler.schedulers.background import BackgroundScheduler
 
