@@ -92,6 +92,8 @@ class Daemon:
         self.assessment: Assessment | None = None
         self.findings: tuple[Finding, ...] = ()
         self.actions: deque[Applied] = deque(maxlen=settings.actions_kept)
+        #: Each domain's settings as last read or changed (the observation's are pre-tick).
+        self.current: dict[str, dict[str, int | Pinning]] = {}
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -172,6 +174,10 @@ class Daemon:
         clock, readings = read_host(self.backend)
         obs = self.sampler.observe(clock, readings, self.info.cpus)
         self.observation = obs
+        self.current = {
+            d.domain.uuid: {"weight": d.sched.weight, "cap": d.sched.cap, "pinning": d.pinning}
+            for d in obs.domains
+        }
         applied = self._enforce_overrides()
         if not obs.complete:
             self.assessment = None
@@ -193,7 +199,11 @@ class Daemon:
         return TickResult(True, tuple(applied), obs, assessment)
 
     def _record(self, applied: list[Applied]) -> None:
+        """Remember changes for status, and keep the settings it shows current."""
         self.actions.extend(applied)
+        for a in applied:
+            if a.uuid in self.current:
+                self.current[a.uuid] = {**self.current[a.uuid], a.setting: a.new}
 
     def _overrides(self) -> Overrides:
         return Overrides(
@@ -277,10 +287,15 @@ class Daemon:
         if obs is not None:
             for d in obs.domains:
                 uuid = d.domain.uuid
+                now = self.current.get(uuid, {})
+                weight = now.get("weight", d.sched.weight)
+                cap = now.get("cap", d.sched.cap)
+                pinning = now.get("pinning", d.pinning)
+                assert isinstance(pinning, Pinning)
                 orig = self.state.originals.get(uuid)
                 if uuid in self.state.manual_weights:
                     source = "manual"
-                elif orig is not None and orig.weight != d.sched.weight:
+                elif orig is not None and orig.weight != weight:
                     source = "auto"
                 else:
                     source = "default"
@@ -289,10 +304,10 @@ class Daemon:
                         "name": d.domain.name,
                         "domid": d.domain.domid,
                         "uuid": uuid,
-                        "weight": d.sched.weight,
+                        "weight": weight,
                         "weight_source": source,
-                        "cap": d.sched.cap,
-                        "pinning": [sorted(c) for c in d.pinning.vcpus],
+                        "cap": cap,
+                        "pinning": [sorted(c) for c in pinning.vcpus],
                         "rx_mbps": d.rx_mbps,
                         "tx_mbps": d.tx_mbps,
                         "cpu_pct": d.cpu_pct,
