@@ -152,9 +152,25 @@ class ControlServer:
                 conn.sendall(reply)
             except (OSError, TimeoutError) as exc:
                 log.debug("control connection dropped", error=str(exc))
-            except ControlError as exc:
+            except ControlError as exc:  # oversized: answer, then drain so the peer can read
                 with contextlib.suppress(OSError):
                     conn.sendall(error(exc))
+                    conn.shutdown(socket.SHUT_WR)
+                    self._drain(conn)
+
+    def _drain(self, conn: socket.socket) -> None:
+        """Read and drop what the client is still sending (bounded in bytes and time).
+
+        Closing a Unix socket with unread data resets the connection, and the client would
+        lose the error it was sent.
+        """
+        conn.settimeout(0.5)
+        budget = 16 * self.max_request
+        while budget > 0:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            budget -= len(chunk)
 
     def answer(self, raw: bytes, peer: Peer) -> bytes:
         """The response to one raw request from ``peer``; never raises for a bad request."""

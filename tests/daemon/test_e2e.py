@@ -1,0 +1,301 @@
+"""End to end: `xvrd run` in a subprocess on a simulated host, its own socket and state dir."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xvrd.control.api import ControlError
+from xvrd.control.client import call
+from xvrd.state import DaemonState, Hold, StateStore
+
+XVRD = [sys.executable, "-m", "xvrd.cli"]
+DOM0 = "00000000-0000-0000-0000-000000000000"
+
+
+class RunningDaemon:
+    """One `xvrd run` process and the paths it uses."""
+
+    def __init__(self, base: Path, policy: str = "noop") -> None:
+        self.base = base
+        self.sock = base / "run" / "xvrd.sock"
+        self.state_dir = base / "state"
+        self.config = base / "xvrd.toml"
+        self.log = base / "daemon.log"
+        self.config.write_text(
+            f'interval_s = 0.3\nstate_dir = "{self.state_dir}"\n'
+            '[backend]\nkind = "simulator"\nscenario = "receive-4"\n'
+            f'[control]\nsocket = "{self.sock}"\ngroup = "nogroup"\nadmin_group = "root"\n'
+            f'[policy]\nname = "{policy}"\ndom0_weight = 2048\n'
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*XVRD, "run", "--config", str(self.config)], stderr=log, stdout=log
+            )
+        self.wait_for(lambda doc: doc["ticks"] >= 2)
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = call(self.sock, "status")
+        return result
+
+    def wait_for(self, ok: Any, timeout_s: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"daemon exited {self.proc.returncode}: {self.log.read_text()}")
+            with contextlib.suppress(Exception):
+                last = self.status()
+                if ok(last):
+                    return last  # type: ignore[no-any-return]
+            time.sleep(0.1)
+        pytest.fail(f"condition not met; last status {last}")
+
+    def signal(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=15)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*XVRD, *args, "--socket", str(self.sock)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    # Not under tmp_path: the other-uid client must be able to reach the socket.
+    d = Path(tempfile.mkdtemp(prefix="xvrd-e2e-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(base: Path) -> Iterator[RunningDaemon]:
+    d = RunningDaemon(base)
+    yield d
+    if d.proc is not None and d.proc.poll() is None:
+        d.proc.kill()
+        d.proc.wait()
+
+
+def weights(doc: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    return {x["name"]: (x["weight"], x["weight_source"]) for x in doc["domains"]}
+
+
+def test_status_lists_every_domain_with_rates(daemon: RunningDaemon) -> None:
+    """After two ticks `xvrd status --json` has dom0 and each domU, with rates."""
+    daemon.start()
+    r = daemon.cli("status", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [x["name"] for x in doc["domains"]] == ["Domain-0", "dom1", "dom2", "dom3", "dom4"]
+    assert all(x["cpu_pct"] is not None for x in doc["domains"])
+    assert all(x["rx_mbps"] > 1 for x in doc["domains"][1:])
+    assert doc["aggregate_mbps"] > 100
+    assert 0 < doc["jain"] <= 1
+    assert doc["backend"]["kind"] == "simulator"
+    table = daemon.cli("status")
+    assert "Domain-0" in table.stdout
+    assert "Jain" in table.stdout
+    assert daemon.signal(signal.SIGTERM) == 0
+    assert not daemon.sock.exists()
+
+
+def test_override_survives_restart_and_sigterm_restores(daemon: RunningDaemon) -> None:
+    """set-weight and pin-dom0 persist across a restart; SIGTERM puts back every change."""
+    daemon.start()
+    assert daemon.cli("set-weight", "dom2", "1024").returncode == 0
+    assert daemon.cli("pin-dom0", "0").returncode == 0
+    doc = daemon.status()
+    assert weights(doc)["dom2"] == (1024, "manual")
+    assert doc["domains"][0]["pinning"] == [[0]]
+    assert daemon.signal(signal.SIGTERM) == 0
+    restored = [
+        (e["domain"], e["setting"])
+        for e in daemon.events()
+        if e.get("event") == "setting changed" and e.get("reason") == "restore original"
+    ]
+    assert sorted(restored) == sorted(
+        [("dom2", "weight")]
+        + [(n, "pinning") for n in ("Domain-0", "dom1", "dom2", "dom3", "dom4")]
+    )
+    state = StateStore(daemon.state_dir).load()
+    assert state.originals == {}
+    assert state.clean_exit
+    assert state.dom0_pin == frozenset({0})
+
+    daemon.start()
+    doc = daemon.wait_for(lambda d: weights(d)["dom2"] == (1024, "manual"))
+    assert doc["dom0_pin"] == [0]
+    assert doc["domains"][1]["pinning"] == [[1]]
+
+
+def test_hold_stops_automatic_changes(base: Path) -> None:
+    """A persisted hold keeps the policy off the host until `xvrd resume`."""
+    d = RunningDaemon(base, policy="static")
+    StateStore(d.state_dir).save(DaemonState(hold=Hold("testing", time.time())))
+    try:
+        d.start()
+        doc = d.wait_for(lambda s: s["ticks"] >= 5)
+        assert weights(doc)["Domain-0"] == (256, "default")
+        assert doc["hold"]["reason"] == "testing"
+        assert "HELD: testing" in d.cli("status").stdout
+        assert d.cli("resume").returncode == 0
+        d.wait_for(lambda s: weights(s)["Domain-0"] == (2048, "auto"))
+        assert d.cli("hold", "--reason", "again").returncode == 0
+        assert d.status()["hold"]["held"]
+    finally:
+        if d.proc is not None:
+            d.proc.kill()
+            d.proc.wait()
+
+
+def test_sigkill_then_restart_reconciles(base: Path) -> None:
+    """After SIGKILL the state file still knows the originals; the next start reconciles."""
+    d = RunningDaemon(base, policy="static")
+    try:
+        d.start()
+        d.wait_for(lambda s: weights(s)["Domain-0"] == (2048, "auto"))
+        assert d.signal(signal.SIGKILL) == -signal.SIGKILL
+        state = StateStore(d.state_dir).load()
+        assert not state.clean_exit
+        assert state.originals[DOM0].weight == 256
+        d.start()
+        assert any(e.get("event") == "reconciled after an unclean stop" for e in d.events())
+        d.wait_for(lambda s: weights(s)["Domain-0"] == (2048, "auto"))
+        assert StateStore(d.state_dir).load().originals[DOM0].weight == 256
+        assert d.signal(signal.SIGTERM) == 0
+        assert StateStore(d.state_dir).load().originals == {}
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+
+
+def _as_nobody(sock: Path, command: str, **args: Any) -> tuple[str, Any]:
+    """Run one client request in a forked child that has become uid/gid 65534."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                out: tuple[str, Any] = ("ok", call(sock, command, **args))
+            except ControlError as exc:
+                out = ("error", exc.code)
+            os.write(w, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    kind, value = json.loads(data)
+    return kind, value
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to another uid")
+def test_other_uid_may_read_but_not_change(daemon: RunningDaemon) -> None:
+    """uid nobody (in the socket's group, not admin) reads status; every change is refused."""
+    daemon.start()
+    kind, doc = _as_nobody(daemon.sock, "status")
+    assert kind == "ok"
+    assert doc["ticks"] >= 2
+    for command, args in [
+        ("set_weight", {"domain": "dom1", "weight": 999}),
+        ("hold", {"reason": "x"}),
+        ("restore", {}),
+        ("pin_dom0", {"cpus": [0]}),
+    ]:
+        assert _as_nobody(daemon.sock, command, **args) == ("error", "forbidden")
+    doc = daemon.status()
+    assert weights(doc)["dom1"] == (256, "default")
+    assert not doc["hold"]["held"]
+
+
+def _raw(sock: Path, payload: bytes) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(sock))
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    result: dict[str, Any] = json.loads(data)
+    return result
+
+
+def test_bad_requests_get_errors_and_daemon_keeps_serving(daemon: RunningDaemon) -> None:
+    """Malformed, oversized, wrong-version and unknown requests: an error each, then status."""
+    daemon.start()
+    cases = [
+        b"not json\n",
+        b"[1, 2]\n",
+        b'{"version": 99, "command": "status"}\n',
+        b'{"version": 1, "command": "format_disk", "args": {}}\n',
+        b'{"version": 1, "command": "set_weight", "args": {"domain": "dom1"}}\n',
+        b'{"version": 1, "command": "set_weight", "args": {"domain": "dom1", "weight": 0}}\n',
+        b'{"version": 1, "command": "status", "args": {"x": "' + b"a" * 200_000 + b'"}}\n',
+    ]
+    codes = [_raw(daemon.sock, c)["error"]["code"] for c in cases]
+    assert codes == ["bad_request"] * 5 + ["invalid", "bad_request"]
+    assert daemon.status()["ticks"] >= 2
+    assert weights(daemon.status())["dom1"] == (256, "default")
+
+
+def test_command_without_daemon_says_so(tmp_path: Path) -> None:
+    """No daemon: a plain message and a non-zero exit."""
+    r = subprocess.run(
+        [*XVRD, "status", "--socket", str(tmp_path / "none.sock")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 3
+    assert (
+        r.stderr.strip() == f"xvrd: xvrd is not running (nothing answers on {tmp_path}/none.sock)"
+    )
+    r = subprocess.run(
+        [*XVRD, "hold", "--socket", str(tmp_path / "none.sock")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 3
