@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml setup.py $(COMPILED)
 
 venv: $(STAMP)
 
-# The main job on the simulated host: the report's receive experiment with 8 domUs.
+# The main job on the simulated host: the report's receive experiment with 8 domUs; then the
+# daemon on that host: start it, show `xvrd status`, stop it with SIGTERM.
 run: $(STAMP)
 	$(BIN)/xvrd simulate --workload receive --domus 8
+	XVRD=$(BIN)/xvrd bash scripts/daemon-demo.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -32,6 +34,7 @@ test: lint
 # Benchmarks print figures; they assert nothing.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_simulator.py
+	$(BIN)/python bench/bench_daemon.py
 
 # The simulated host against the reference measurements, cell by cell.
 calibrate: $(STAMP)

@@ -14,7 +14,9 @@ from xvrd.sampler import Observation
 
 #: Jain index below which sharing between active domUs is reported as unfair.
 UNFAIR_JAIN = 0.9
-#: Efficiency below which, with CPU idle, throughput is reported as collapsed.
+#: Efficiency below which, with CPU idle, throughput is reported as collapsed. Counters cannot
+#: tell an application-limited domU from a starved one, so this finding is evidence for the
+#: policy to weigh, not a verdict.
 COLLAPSE_EFFICIENCY = 0.8
 #: Idle CPU (% of host) above which a collapse is the scheduler's doing, not a lack of CPU.
 COLLAPSE_IDLE_PCT = 10.0

@@ -226,7 +226,9 @@ class Daemon:
         """Keep manual settings in force (a rebooted domain comes back with its defaults)."""
         assert self.actuator is not None
         assert self.info is not None
-        done = []
+        done: list[Applied] = []
+        if not self.state.manual_weights and self.state.dom0_pin is None:
+            return done
         domains = self.backend.list_domains()
         for d in domains:
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xvrd.backends.base import Backend, Domain, DomainCounters, Pinning, SchedParams
+from xvrd.backends.base import Backend, Domain, DomainCounters, DomainGone, Pinning, SchedParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +61,6 @@ def read_host(backend: Backend) -> tuple[int, list[Reading]]:
 
     `BackendUnavailable` propagates: the caller must not act on a partial host.
     """
-    from xvrd.backends.base import DomainGone
-
     clock = backend.clock_ns()
     readings = []
     for dom in sorted(backend.list_domains(), key=lambda d: d.creation_seq):
@@ -81,9 +79,11 @@ def read_host(backend: Backend) -> tuple[int, list[Reading]]:
 
 
 def _totals(c: DomainCounters) -> tuple[int, int, int, int]:
-    rx = sum(v.rx_bytes for v in c.vifs)
-    tx = sum(v.tx_bytes for v in c.vifs)
-    drops = sum(v.rx_drops + v.tx_drops for v in c.vifs)
+    rx = tx = drops = 0
+    for v in c.vifs:
+        rx += v.rx_bytes
+        tx += v.tx_bytes
+        drops += v.rx_drops + v.tx_drops
     return rx, tx, drops, c.cpu_ns
 
 
@@ -100,40 +100,44 @@ class Sampler:
         self._prev_clock = None
 
     def observe(self, clock_ns: int, readings: list[Reading], cpus: int) -> Observation:
-        interval_ns = None if self._prev_clock is None else clock_ns - self._prev_clock
-        if interval_ns is not None and interval_ns <= 0:
-            interval_ns = None
+        prev_clock = self._prev_clock
+        interval_ns = (
+            None if prev_clock is None or clock_ns <= prev_clock else clock_ns - prev_clock
+        )
         out = []
         seen: dict[str, tuple[int, int, tuple[int, int, int, int]]] = {}
         total_cpu_pct = 0.0
         all_cpu = interval_ns is not None
         dom0_pct: float | None = None
         for r in readings:
+            dom = r.domain
             now = _totals(r.counters)
-            seen[r.domain.uuid] = (r.domain.domid, clock_ns, now)
-            prev = self._prev.get(r.domain.uuid)
-            rates: tuple[float | None, float | None, float | None, float | None] = (
-                None,
-                None,
-                None,
-                None,
-            )
-            if (
-                interval_ns is not None
-                and prev is not None
-                and prev[0] == r.domain.domid
-                and all(a >= b for a, b in zip(now, prev[2], strict=True))
-            ):
-                dt_s = (clock_ns - prev[1]) / 1e9
-                d_rx, d_tx, d_drops, d_cpu = (a - b for a, b in zip(now, prev[2], strict=True))
-                cpu_pct = 100.0 * d_cpu / ((clock_ns - prev[1]) * cpus)
-                rates = (d_rx * 8 / dt_s / 1e6, d_tx * 8 / dt_s / 1e6, cpu_pct, d_drops / dt_s)
-                total_cpu_pct += cpu_pct
-            else:
-                all_cpu = False
-            if r.domain.is_dom0:
-                dom0_pct = rates[2]
-            out.append(DomainRates(r.domain, r.sched, r.pinning, *rates))
+            seen[dom.uuid] = (dom.domid, clock_ns, now)
+            prev = self._prev.get(dom.uuid) if interval_ns is not None else None
+            if prev is not None and prev[0] == dom.domid:
+                p_rx, p_tx, p_drops, p_cpu = prev[2]
+                rx, tx, drops, cpu = now
+                if rx >= p_rx and tx >= p_tx and drops >= p_drops and cpu >= p_cpu:
+                    dt_ns = clock_ns - prev[1]
+                    mbit = 8e3 / dt_ns  # bytes per ns -> Mb/s
+                    cpu_pct = 100.0 * (cpu - p_cpu) / (dt_ns * cpus)
+                    total_cpu_pct += cpu_pct
+                    out.append(
+                        DomainRates(
+                            dom,
+                            r.sched,
+                            r.pinning,
+                            (rx - p_rx) * mbit,
+                            (tx - p_tx) * mbit,
+                            cpu_pct,
+                            (drops - p_drops) * 1e9 / dt_ns,
+                        )
+                    )
+                    if dom.is_dom0:
+                        dom0_pct = cpu_pct
+                    continue
+            all_cpu = False
+            out.append(DomainRates(dom, r.sched, r.pinning, None, None, None, None))
         self._prev = seen
         self._prev_clock = clock_ns
         idle = max(0.0, 100.0 - total_cpu_pct) if all_cpu else None
