@@ -1,182 +1,187 @@
-"""The only stage that changes the host: applies actions, remembering originals first.
+"""The only place settings on the host change: weights and pinning, originals first.
 
-Before the first change to any setting of a domain, its weight, cap and pinning are recorded
-in the persisted state and the state is saved, so that a crash right after the change still
-leaves enough on disk to put things back. Policy actions are skipped under hold, for a domain
-with a manual weight, and for pinning while dom0 is pinned by hand; weights are clamped to the
-host's range.
+Before the first change to a domain, its settings as the host reports them are recorded and
+persisted, so a clean stop, `xvrd restore`, or the next start after a crash can put them
+back. Weights outside the scheduler's range are refused, never clamped silently.
 """
 
 from __future__ import annotations
 
-import time
+from collections import deque
 from dataclasses import dataclass
 
 import structlog
 
-from xvrd.backends.base import Backend, DomainGone, Pinning, WeightRange
-from xvrd.policy import Action, Setting
-from xvrd.state import DaemonState, Original, StateStore
+from xvrd.backends.base import (
+    Backend,
+    BackendError,
+    DomainGone,
+    InvalidSetting,
+    Pinning,
+    WeightRange,
+)
+from xvrd.state import Original, PersistedState, StateStore, now_iso
 
 log = structlog.get_logger("xvrd.actuator")
 
-Value = int | Pinning
+#: How many recent actions status shows.
+ACTION_HISTORY = 20
 
 
 @dataclass(frozen=True, slots=True)
-class Applied:
-    """A change made to the host (or, in advise mode, one the policy would have made)."""
+class ActionRecord:
+    """One change, made or refused, as status and logs show it."""
 
-    time: float
-    uuid: str
+    time: str
     domain: str
-    setting: Setting
-    old: Value
-    new: Value
+    setting: str  # "weight" or "pinning"
+    old: str
+    new: str
     reason: str
+    applied: bool
+    error: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        def show(v: Value) -> object:
-            return [sorted(c) for c in v.vcpus] if isinstance(v, Pinning) else v
-
         return {
             "time": self.time,
             "domain": self.domain,
             "setting": self.setting,
-            "old": show(self.old),
-            "new": show(self.new),
+            "old": self.old,
+            "new": self.new,
             "reason": self.reason,
+            "applied": self.applied,
+            "error": self.error,
         }
 
 
+def pinning_text(pinning: Pinning) -> str:
+    return " ".join(",".join(str(c) for c in sorted(cpus)) for cpus in pinning.vcpus) or "-"
+
+
+def pinning_lists(pinning: Pinning) -> list[list[int]]:
+    return [sorted(cpus) for cpus in pinning.vcpus]
+
+
 class Actuator:
+    """Applies changes through the backend, remembering originals in the persisted state."""
+
     def __init__(
         self,
         backend: Backend,
-        state: DaemonState,
         store: StateStore,
+        state: PersistedState,
         weight_range: WeightRange,
-        *,
-        dry_run: bool = False,
     ) -> None:
         self.backend = backend
-        self.state = state
         self.store = store
+        self.state = state
         self.weight_range = weight_range
-        self.dry_run = dry_run
+        self.history: deque[ActionRecord] = deque(maxlen=ACTION_HISTORY)
 
-    def _current(self, uuid: str, setting: Setting) -> Value:
-        if setting == "pinning":
-            return self.backend.get_pinning(uuid)
+    # ------------------------------------------------------------------ originals
+    def remember(self, uuid: str, name: str) -> Original:
+        """Record (and persist) a domain's current settings unless already recorded."""
+        original = self.state.originals.get(uuid)
+        if original is not None:
+            return original
         sched = self.backend.get_sched(uuid)
-        return sched.weight if setting == "weight" else sched.cap
-
-    def _remember(self, uuid: str, name: str) -> None:
-        if uuid in self.state.originals:
-            return
-        sched = self.backend.get_sched(uuid)
-        self.state.originals[uuid] = Original(
-            name, sched.weight, sched.cap, self.backend.get_pinning(uuid)
+        pinning = self.backend.get_pinning(uuid)
+        original = Original(
+            name=name, weight=sched.weight, cap=sched.cap, pinning=pinning_lists(pinning)
         )
+        self.state.originals[uuid] = original
         self.store.save(self.state)
+        return original
 
-    def change(
+    def changed(self, uuid: str) -> bool:
+        return uuid in self.state.originals
+
+    # ------------------------------------------------------------------ changes
+    def set_weight(self, uuid: str, name: str, weight: int, reason: str) -> ActionRecord:
+        """Set a weight (originals recorded first). Raises InvalidSetting out of range."""
+        wr = self.weight_range
+        if not wr.contains(weight):
+            raise InvalidSetting(f"weight must be in [{wr.low}, {wr.high}], got {weight}")
+        old = self.backend.get_sched(uuid).weight
+        if old == weight:
+            return self._record(name, "weight", (str(old), str(weight)), reason, applied=False)
+        self.remember(uuid, name)
+        try:
+            self.backend.set_weight(uuid, weight)
+        except BackendError as exc:
+            self._record(
+                name, "weight", (str(old), str(weight)), reason, applied=False, error=str(exc)
+            )
+            raise
+        return self._record(name, "weight", (str(old), str(weight)), reason, applied=True)
+
+    def set_pinning(self, uuid: str, name: str, pinning: Pinning, reason: str) -> ActionRecord:
+        old = self.backend.get_pinning(uuid)
+        change = (pinning_text(old), pinning_text(pinning))
+        if old == pinning:
+            return self._record(name, "pinning", change, reason, applied=False)
+        self.remember(uuid, name)
+        try:
+            self.backend.set_pinning(uuid, pinning)
+        except BackendError as exc:
+            self._record(name, "pinning", change, reason, applied=False, error=str(exc))
+            raise
+        return self._record(name, "pinning", change, reason, applied=True)
+
+    def advise(self, name: str, setting: str, old: str, new: str, reason: str) -> ActionRecord:
+        """Record what would have been done (advise mode, hold, or an override in the way)."""
+        return self._record(name, setting, (old, new), reason, applied=False)
+
+    def _record(
         self,
-        uuid: str,
         name: str,
-        setting: Setting,
-        value: Value,
+        setting: str,
+        change: tuple[str, str],
         reason: str,
         *,
-        dry_run: bool = False,
-    ) -> Applied | None:
-        """Set one setting if it differs; None when it already has that value.
+        applied: bool,
+        error: str | None = None,
+    ) -> ActionRecord:
+        old, new = change
+        record = ActionRecord(now_iso(), name, setting, old, new, reason, applied, error)
+        if applied or error:
+            self.history.append(record)
+            event = "setting changed" if applied else "setting change failed"
+            log.info(
+                event, domain=name, setting=setting, old=old, new=new, reason=reason, error=error
+            )
+        return record
 
-        Raises `DomainGone`, `InvalidSetting`, `Unsupported`, `BackendUnavailable`.
-        """
-        if setting == "weight" and isinstance(value, int):
-            value = self.weight_range.clamp(value)
-        old = self._current(uuid, setting)
-        if old == value:
-            return None
-        applied = Applied(time.time(), uuid, name, setting, old, value, reason)
-        if dry_run:
-            return applied
-        self._remember(uuid, name)
-        if setting == "weight" and isinstance(value, int):
-            self.backend.set_weight(uuid, value)
-        elif setting == "cap" and isinstance(value, int):
-            self.backend.set_cap(uuid, value)
-        elif setting == "pinning" and isinstance(value, Pinning):
-            self.backend.set_pinning(uuid, value)
-        else:
-            raise TypeError(f"{setting} cannot be set to {value!r}")
-        log.info(
-            "setting changed",
-            domain=name,
-            setting=setting,
-            old=str(old),
-            new=str(value),
-            reason=reason,
-        )
-        return applied
-
-    def apply_policy(self, actions: tuple[Action, ...], names: dict[str, str]) -> list[Applied]:
-        """Apply the policy's actions that no hold or override forbids."""
-        if self.state.hold is not None:
+    # ------------------------------------------------------------------ restore
+    def restore(self, uuid: str, reason: str) -> list[ActionRecord]:
+        """Put one domain's originals back and forget them. A vanished domain is forgotten."""
+        original = self.state.originals.get(uuid)
+        if original is None:
             return []
-        done = []
-        for a in actions:
-            if a.setting == "weight" and a.uuid in self.state.manual_weights:
-                continue
-            if a.setting == "pinning" and self.state.dom0_pin is not None:
-                continue
-            try:
-                applied = self.change(
-                    a.uuid,
-                    names.get(a.uuid, a.uuid),
-                    a.setting,
-                    a.value,
-                    a.reason,
-                    dry_run=self.dry_run,
-                )
-            except DomainGone:
-                continue
-            if applied is not None:
-                done.append(applied)
-        return done
-
-    def restore(
-        self,
-        uuids: list[str] | None = None,
-        settings: tuple[Setting, ...] = ("weight", "cap", "pinning"),
-    ) -> list[Applied]:
-        """Put back original settings (all domains, or ``uuids``); forget what was restored.
-
-        A domain no longer running is forgotten: its settings went with it.
-        """
-        present = {d.uuid for d in self.backend.list_domains()}
-        done = []
-        for uuid in list(self.state.originals if uuids is None else uuids):
-            orig = self.state.originals.get(uuid)
-            if orig is None:
-                continue
-            if uuid in present:
-                targets: dict[Setting, Value] = {
-                    "weight": orig.weight,
-                    "cap": orig.cap,
-                    "pinning": orig.pinning,
-                }
-                for setting in settings:
-                    try:
-                        applied = self.change(
-                            uuid, orig.name, setting, targets[setting], "restore original"
-                        )
-                    except DomainGone:
-                        break
-                    if applied is not None:
-                        done.append(applied)
-            if uuid not in present or set(settings) == {"weight", "cap", "pinning"}:
-                del self.state.originals[uuid]
+        records: list[ActionRecord] = []
+        try:
+            sched = self.backend.get_sched(uuid)
+            if sched.weight != original.weight:
+                self.backend.set_weight(uuid, original.weight)
+                change = (str(sched.weight), str(original.weight))
+                records.append(self._record(original.name, "weight", change, reason, applied=True))
+            if sched.cap != original.cap:
+                self.backend.set_cap(uuid, original.cap)
+            pinning = Pinning(tuple(frozenset(c) for c in original.pinning))
+            current = self.backend.get_pinning(uuid)
+            if original.pinning and current != pinning:
+                self.backend.set_pinning(uuid, pinning)
+                change = (pinning_text(current), pinning_text(pinning))
+                records.append(self._record(original.name, "pinning", change, reason, applied=True))
+        except DomainGone:
+            log.info("domain gone, nothing to restore", domain=original.name, uuid=uuid)
+        del self.state.originals[uuid]
         self.store.save(self.state)
-        return done
+        return records
+
+    def restore_all(self, reason: str) -> list[ActionRecord]:
+        """Put every recorded original back. Stops at the first unreachable host error."""
+        records: list[ActionRecord] = []
+        for uuid in list(self.state.originals):
+            records.extend(self.restore(uuid, reason))
+        return records

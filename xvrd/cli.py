@@ -23,7 +23,7 @@ def _registrars() -> list[Registrar]:
     import simulator.cli as simulate_cli
     from xvrd.commands import control, run
 
-    return [simulate_cli.register, run.register, control.register]
+    return [run.register, control.register, simulate_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

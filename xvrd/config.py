@@ -1,144 +1,160 @@
-"""The daemon's settings: one typed tree read from a TOML file and ``XVRD_*`` variables.
+"""The daemon's settings: one typed tree from a TOML file, ``XVRD_*`` variables and flags.
 
-Precedence, highest first: environment (``XVRD_INTERVAL_S=5``, nested keys with ``__``:
-``XVRD_CONTROL__GROUP=xvrd``), then the TOML file, then the defaults documented in
-``config/xvrd.toml``. Runtime state (overrides, hold, originals) is not configuration and lives
-in the state directory instead.
-
-Missing file rule: a file named with ``--config`` must exist (exit 78 otherwise); the default
-``/etc/xvrd/xvrd.toml`` may be absent, and then the defaults apply.
+Precedence, highest first: command-line flags, environment (``XVRD_INTERVAL_S=5``), the
+TOML file, built-in defaults. ``config/xvrd.toml`` documents every key. An explicitly given
+file that does not exist is an error; the default file (/etc/xvrd/xvrd.toml) missing means
+built-in defaults. Every error is one `ConfigError` naming the key and what is accepted.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/xvrd/xvrd.toml")
 
-#: Reference goodput of a 1 Gb/s Ethernet link carrying TCP (1448 payload bytes per 1538 on
-#: the wire), the unit of "efficiency".
-DEFAULT_LINK_GOODPUT_MBPS = 941.49
+#: Bytes of a full frame a vif counts (1514: Ethernet header and payload, no FCS) per
+#: 1538 bytes it occupies on the wire (preamble, inter-frame gap and FCS included).
+FRAME_BYTES_PER_WIRE_BYTE = 1514 / 1538
 
 
 class ConfigError(Exception):
-    """A configuration that cannot be used; the message names the key and what is accepted."""
-
-
-class _Group(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BackendSettings(_Group):
-    kind: Literal["libvirt", "simulator"] = "libvirt"
-    """Which host to drive: a real one through libvirt, or the simulated Xen host."""
-    uri: str = "xen:///system"
-    """libvirt connection URI (libvirt backend only)."""
-    scenario: str = "receive-8"
-    """Simulator only: a scenario file path, or the name of a shipped scenario."""
-    speed: float = Field(1.0, gt=0, le=1000)
-    """Simulator only: simulated seconds per wall second."""
-    seed: int = Field(0, ge=0)
-    """Simulator only: the seed of the simulated host."""
-
-
-class ControlSettings(_Group):
-    socket: Path = Path("/run/xvrd/xvrd.sock")
-    """Path of the control socket (mode 0660)."""
-    group: str = "root"
-    """Group owning the socket: its members may read status."""
-    admin_group: str = "root"
-    """Members of this group (and root) may change settings through the socket."""
-    max_request_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
-    """Largest request accepted; longer ones are refused with an error."""
-
-
-class AnalysisSettings(_Group):
-    link_goodput_mbps: float = Field(DEFAULT_LINK_GOODPUT_MBPS, gt=0)
-    """Goodput of one NIC at line rate, the denominator of efficiency."""
-    nics: int = Field(1, ge=1, le=64)
-    """NICs carrying domU traffic; efficiency = aggregate / (nics * link_goodput_mbps)."""
-    active_mbps: float = Field(1.0, ge=0)
-    """A domU moving more than this (rx + tx) counts as network-active for Jain."""
-
-
-class PolicySettings(_Group):
-    name: Literal["noop", "static"] = "noop"
-    """noop: observe only; static: keep dom0 at ``dom0_weight``."""
-    dom0_weight: int = Field(2048, ge=1, le=65535)
-    """The weight the static policy gives dom0."""
+    """Bad or unreadable configuration; the message names the key and what is accepted."""
 
 
 class Settings(BaseSettings):
-    """Everything the daemon reads at start."""
+    """Everything an operator can set. Runtime state (overrides, hold) lives elsewhere."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="XVRD_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="XVRD_", extra="forbid", frozen=True)
+
+    backend: Literal["libvirt", "simulator"] = "libvirt"
+    """Where the host is: libvirtd (production) or the built-in simulated Xen host."""
+
+    libvirt_uri: str = Field("xen:///system", min_length=1)
+    """libvirt connection URI; xen:///system is the local libxl driver on a Xen dom0."""
+
+    scenario: Path | None = None
+    """Simulator backend: the scenario file (TOML) describing the simulated host."""
+
+    speed: float = Field(1.0, gt=0, le=10_000)
+    """Simulator backend: simulated seconds per wall-clock second."""
+
+    seed: int = Field(0, ge=0)
+    """Simulator backend: random seed."""
 
     interval_s: float = Field(2.0, ge=0.1, le=3600)
-    """Seconds between control ticks."""
+    """Seconds between control-loop ticks."""
+
     mode: Literal["auto", "advise"] = "auto"
-    """auto: apply the policy's actions; advise: log and show them, change nothing."""
+    """auto: apply the policy's changes; advise: only report what it would change."""
+
+    socket_path: Path = Path("/run/xvrd/xvrd.sock")
+    """The control socket `xvrd status` and the override commands talk to."""
+
+    socket_group: str = ""
+    """Group owning the socket (mode 0660): its members may read status. Empty: root only."""
+
+    admin_group: str = ""
+    """Members of this group (and root) may change settings through the socket."""
+
     state_dir: Path = Path("/var/lib/xvrd")
-    """Directory of the persisted state (originals, overrides, hold)."""
+    """Where originals, overrides and hold are persisted (state.json, written atomically)."""
+
     restore_on_exit: bool = True
-    """Put back every changed setting when the daemon stops."""
+    """Put back every original setting when the daemon stops."""
+
+    link_mbps: float = Field(1000.0, gt=0, le=1_000_000)
+    """Line rate of the host's uplink, for efficiency (aggregate / what the link carries)."""
+
+    network_active_mbps: float = Field(0.5, ge=0)
+    """A domU moving at least this much (rx or tx) counts as network-active."""
+
     log_format: Literal["auto", "json", "console"] = "auto"
-    """auto: JSON when stderr is not a terminal (journald), readable on a terminal."""
+    """json for journald, console for people; auto picks console on a terminal."""
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level logged."""
-    actions_kept: int = Field(20, ge=0, le=1000)
-    """How many recent actions `xvrd status` shows."""
-    backend: BackendSettings = BackendSettings()
-    control: ControlSettings = ControlSettings()
-    analysis: AnalysisSettings = AnalysisSettings()
-    policy: PolicySettings = PolicySettings()
 
+    @field_validator("socket_group", "admin_group")
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],  # noqa: ARG003 (called by keyword)
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
-        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment wins over the file's values, which arrive as init arguments.
-        return (env_settings, init_settings)
+    def _group_name(cls, value: str) -> str:
+        if value and not all(c.isalnum() or c in "._-" for c in value):
+            raise ValueError("must be a group name (letters, digits, '.', '_', '-') or empty")
+        return value
+
+    @property
+    def link_frame_mbps(self) -> float:
+        """What the uplink carries as vifs count it (frame bytes), for efficiency."""
+        return self.link_mbps * FRAME_BYTES_PER_WIRE_BYTE
 
 
-def _describe(err: Any) -> str:
-    loc = ".".join(str(x) for x in err["loc"])
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    ctx = err.get("ctx") or {}
-    if "expected" in ctx:
-        msg = f"must be {ctx['expected']}"
-    got = err.get("input")
-    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-    return f"{loc}: {msg}{shown}"
+def _format(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(x) for x in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        parts.append(f"{key}: {msg}{shown}")
+    return f"{source}: " + "; ".join(parts)
 
 
-def load_settings(path: Path | None) -> Settings:
-    """Read settings; ``path=None`` means the default file, which may be absent."""
-    explicit = path is not None
-    file = path if path is not None else DEFAULT_CONFIG_PATH
-    data: dict[str, Any] = {}
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``path`` (or XVRD_CONFIG, or the default file), env and ``overrides``.
+
+    ``overrides`` are command-line values; None values are ignored.
+    """
+    explicit = path is not None or "XVRD_CONFIG" in os.environ
+    if path is None:
+        path = Path(os.environ.get("XVRD_CONFIG", DEFAULT_CONFIG_PATH))
+    if not path.exists():
         if explicit:
-            raise ConfigError(f"config file {file} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {file}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {file}: not valid TOML: {exc}") from None
+            raise ConfigError(
+                f"config file {path} does not exist (given with --config or XVRD_CONFIG)"
+            )
+        toml_path: Path | None = None
+    elif not path.is_file():
+        raise ConfigError(f"config file {path} is not a regular file")
+    else:
+        toml_path = path
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if toml_path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+            return tuple(sources)
+
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**data)
+        loaded = _FromFile(**given)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"config {file}: {_describe(first)}") from None
+        raise ConfigError(_format(exc, str(toml_path or "configuration"))) from None
+    settings = Settings.model_construct(**loaded.model_dump())
+    if settings.backend == "simulator" and settings.scenario is None:
+        raise ConfigError("scenario: required when backend = 'simulator' (a scenario file)")
+    return settings

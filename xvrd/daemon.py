@@ -1,23 +1,25 @@
-"""The control loop: read the host, sample, assess, decide, act; and the control operations.
+"""The daemon: one control-loop tick, the operator's overrides, and what status shows.
 
-`Daemon.tick` is one pass of the loop and a plain callable: the live daemon calls it from an
-APScheduler interval job (after letting a simulated clock catch up with wall time), a batch
-runner calls it after advancing a simulated host by exactly one interval. It takes a lock, so
-control-socket requests and ticks never interleave.
+A tick samples the host, assesses a complete observation, asks the policy, and applies what
+the policy decided unless the operator's overrides or hold forbid it. The operator's
+commands (through `xvrd.control.api.ControlAPI`) and ticks are serialised by one lock, so
+the control socket's thread and the scheduler's thread never interleave changes.
+
+Scheduling is not here: `xvrd.service` runs `tick` from an APScheduler interval job; batch
+experiments call it after advancing a simulated host by one interval. Same code either way.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from xvrd.actuator import Actuator, Applied
+from xvrd.actuator import ActionRecord, Actuator, pinning_lists
 from xvrd.analysis import Assessment, Finding, assess
 from xvrd.backends.base import (
     Backend,
@@ -32,417 +34,416 @@ from xvrd.backends.base import (
 )
 from xvrd.config import Settings
 from xvrd.control.api import PROTOCOL_VERSION, ControlError
-from xvrd.policy import NoopPolicy, Overrides, Policy, Setting
-from xvrd.sampler import Observation, Sampler, read_host
-from xvrd.state import DaemonState, Hold, ManualWeight, StateStore
+from xvrd.policy.base import Action, NoopPolicy, Policy, PolicyContext, SetPinning, SetWeight
+from xvrd.sampler import Observation, Sampler
+from xvrd.state import Hold, Override, StateStore, now_iso
 
 log = structlog.get_logger("xvrd.daemon")
 
-Notify = Callable[[str], object]
-
-
-@dataclass(frozen=True, slots=True)
-class TickResult:
-    """What one tick did: whether the data was complete, and the changes made."""
-
-    complete: bool
-    applied: tuple[Applied, ...]
-    observation: Observation | None
-    assessment: Assessment | None
-
-
-def _control_error(exc: BackendError) -> ControlError:
-    if isinstance(exc, DomainGone):
-        return ControlError("not_found", str(exc))
-    if isinstance(exc, InvalidSetting):
-        return ControlError("invalid", str(exc))
-    if isinstance(exc, Unsupported):
-        return ControlError("unsupported", str(exc))
-    return ControlError("unavailable", str(exc))
+#: Reconnect delays after the host became unreachable: doubling up to a minute.
+RECONNECT_FIRST_S = 1.0
+RECONNECT_MAX_S = 60.0
 
 
 class Daemon:
-    """The loop's state and the `ControlAPI` operations over it."""
+    """The control loop's state and the operations the control socket offers."""
 
     def __init__(
         self,
-        backend: Backend,
         settings: Settings,
-        store: StateStore,
-        *,
+        backend: Backend,
         policy: Policy | None = None,
-        notify: Notify = lambda _msg: None,
+        *,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.backend = backend
         self.settings = settings
-        self.store = store
+        self.backend = backend
         self.policy: Policy = policy or NoopPolicy()
-        self.policy_state = self.policy.initial_state()
-        self.notify = notify
         self.monotonic = monotonic
-        self.sampler = Sampler()
-        self.state = DaemonState()
-        self.info: HostInfo | None = None
-        self.actuator: Actuator | None = None
-        self.ticks = 0
-        self.last_tick_at: float | None = None
-        self.last_error: str | None = None
+        self.store = StateStore(settings.state_dir)
+        self.state = self.store.load()
+        self.host: HostInfo = backend.info()
+        self.sampler = Sampler(backend)
+        self.actuator = Actuator(backend, self.store, self.state, self.host.weight_range)
+        self.lock = threading.RLock()
+        self.policy_state: Any = None
         self.observation: Observation | None = None
         self.assessment: Assessment | None = None
         self.findings: tuple[Finding, ...] = ()
-        self.actions: deque[Applied] = deque(maxlen=settings.actions_kept)
-        #: Each domain's settings as last read or changed (the observation's are pre-tick).
-        self.current: dict[str, dict[str, int | Pinning]] = {}
-        self._lock = threading.RLock()
+        self.ticks = 0
+        self.last_tick_at: float | None = None
+        self.connected = True
+        self.last_error: str | None = None
+        self._retry_at = 0.0
+        self._retry_delay = RECONNECT_FIRST_S
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        """Load persisted state, connect, and reconcile after a crash.
+    def reconcile(self) -> None:
+        """Make the host agree with the persisted state (after a restart or a crash).
 
-        Raises `StateError` for an unreadable state file and `BackendError` when the host
-        cannot be reached at start.
+        Originals still recorded mean an earlier run changed settings and did not restore
+        them: they stay recorded, so the next restore puts them back. Manual overrides and a
+        manual dom0 pinning are applied again. Originals of domains that no longer exist are
+        forgotten.
         """
-        with self._lock:
-            self.state = self.store.load()
-            self.info = self.backend.info()
-            self.actuator = Actuator(
-                self.backend,
-                self.state,
-                self.store,
-                self.info.weight_range,
-                dry_run=self.settings.mode == "advise",
-            )
-            if not self.state.clean_exit and self.state.originals:
-                self._reconcile()
-            elif self.state.originals:
-                log.info("keeping settings left by the last run", domains=len(self.state.originals))
-            self.state.clean_exit = False
+        with self.lock:
+            live = {d.uuid: d for d in self.backend.list_domains()}
+            gone = [u for u in self.state.originals if u not in live]
+            for uuid in gone:
+                del self.state.originals[uuid]
+            for uuid, override in self.state.overrides.items():
+                dom = live.get(uuid)
+                if dom is not None:
+                    self.actuator.set_weight(
+                        uuid, dom.name, override.weight, "manual override (restart)"
+                    )
+            if self.state.dom0_pin:
+                self._apply_dom0_pin(frozenset(self.state.dom0_pin), list(live.values()))
             self.store.save(self.state)
-            self._enforce_overrides()
-
-    def _reconcile(self) -> None:
-        """After a crash: put back what the policy had changed; manual overrides stay."""
-        assert self.actuator is not None
-        restored = 0
-        for uuid in list(self.state.originals):
-            settings: tuple[Setting, ...] = tuple(
-                s
-                for s in ("weight", "cap", "pinning")
-                if not (s == "weight" and uuid in self.state.manual_weights)
-                and not (s == "pinning" and self.state.dom0_pin is not None)
+            log.info(
+                "reconciled with saved state",
+                originals=len(self.state.originals),
+                overrides=len(self.state.overrides),
+                dom0_pin=self.state.dom0_pin,
+                held=self.state.hold is not None,
+                forgotten=len(gone),
             )
-            restored += len(self.actuator.restore([uuid], settings))
-        log.warning("reconciled after an unclean stop", settings_restored=restored)
 
-    def stop(self) -> None:
-        """Put back every changed setting unless ``restore_on_exit`` is false; save state."""
-        with self._lock:
-            if self.actuator is not None and self.settings.restore_on_exit:
+    def shutdown(self) -> list[ActionRecord]:
+        """Stop: restore originals unless told not to. Returns what was put back."""
+        with self.lock:
+            records: list[ActionRecord] = []
+            if self.settings.restore_on_exit and self.connected:
                 try:
-                    done = self.actuator.restore()
-                    self._record(done)
-                    log.info("restored original settings", changes=len(done))
+                    records = self.actuator.restore_all("daemon stopping")
                 except BackendError as exc:
-                    log.error("could not restore original settings", error=str(exc))
-                    self.store.save(self.state)
-                    return  # not clean: the next start reconciles
-            self.state.clean_exit = True
-            self.store.save(self.state)
+                    log.error("could not restore settings at exit", error=str(exc))
+            log.info("stopped", restored=len(records), kept=len(self.state.originals))
+            self.backend.close()
+            return records
 
-    # ------------------------------------------------------------------ the loop
-    def tick(self) -> TickResult:
-        """One pass of the loop at the host's current clock."""
-        with self._lock:
+    # ------------------------------------------------------------------ the tick
+    def tick(self) -> Observation | None:
+        """One pass of the control loop. Never raises for a host problem: it is recorded."""
+        with self.lock:
+            if not self.connected and not self._reconnect():
+                return None
             try:
-                result = self._tick()
+                obs = self.sampler.sample()
             except BackendUnavailable as exc:
-                if self.last_error is None:
-                    log.error("host unreachable", error=str(exc))
-                self.last_error = str(exc)
-                self.sampler.reset()
-                return TickResult(False, (), None, None)
-            if self.last_error is not None:
-                log.info("host reachable again")
-                self.last_error = None
-            self.notify(f"WATCHDOG=1\nSTATUS={self._summary()}")
-            return result
+                self._lost(exc)
+                return None
+            self.ticks += 1
+            self.last_tick_at = self.monotonic()
+            self.observation = obs
+            if not obs.complete:
+                self.assessment = None
+                return obs
+            assessment = assess(
+                obs, self.settings.link_frame_mbps, self.settings.network_active_mbps
+            )
+            context = self._context()
+            decision = self.policy.decide(obs, assessment, context, self.policy_state)
+            self.policy_state = decision.state
+            self._note_findings(decision.findings)
+            self.assessment = replace(assessment, findings=decision.findings)
+            for action in decision.actions:
+                if not self._apply_policy_action(action, context):
+                    break
+            return obs
 
-    def _tick(self) -> TickResult:
-        assert self.info is not None
-        assert self.actuator is not None
-        clock, readings = read_host(self.backend)
-        obs = self.sampler.observe(clock, readings, self.info.cpus)
-        self.observation = obs
-        self.current = {
-            d.domain.uuid: {"weight": d.sched.weight, "cap": d.sched.cap, "pinning": d.pinning}
-            for d in obs.domains
-        }
-        applied = self._enforce_overrides()
-        if not obs.complete:
-            self.assessment = None
-            self._record(applied)
-            return TickResult(False, tuple(applied), obs, None)
-        a = self.settings.analysis
-        assessment = assess(
-            obs, link_goodput_mbps=a.link_goodput_mbps, nics=a.nics, active_mbps=a.active_mbps
-        )
-        self.assessment = assessment
-        self._log_findings(assessment.findings)
-        decision = self.policy.decide(obs, assessment, self.policy_state, self._overrides())
-        self.policy_state = decision.state
-        names = {d.domain.uuid: d.domain.name for d in obs.domains}
-        applied += self.actuator.apply_policy(decision.actions, names)
-        self._record(applied)
-        self.ticks += 1
-        self.last_tick_at = self.monotonic()
-        return TickResult(True, tuple(applied), obs, assessment)
-
-    def _record(self, applied: list[Applied]) -> None:
-        """Remember changes for status, and keep the settings it shows current."""
-        self.actions.extend(applied)
-        for a in applied:
-            if a.uuid in self.current:
-                self.current[a.uuid] = {**self.current[a.uuid], a.setting: a.new}
-
-    def _overrides(self) -> Overrides:
-        return Overrides(
-            manual_weights={u: m.weight for u, m in self.state.manual_weights.items()},
-            dom0_pin=self.state.dom0_pin,
+    def _context(self) -> PolicyContext:
+        return PolicyContext(
+            weight_range=self.host.weight_range,
+            manual=frozenset(self.state.overrides),
+            dom0_pin_manual=bool(self.state.dom0_pin),
             held=self.state.hold is not None,
+            mode=self.settings.mode,
         )
 
-    def _log_findings(self, findings: tuple[Finding, ...]) -> None:
-        old = {f.kind for f in self.findings}
-        new = {f.kind for f in findings}
+    def _note_findings(self, findings: tuple[Finding, ...]) -> None:
+        before = {f.kind for f in self.findings}
+        after = {f.kind for f in findings}
         for f in findings:
-            if f.kind not in old:
+            if f.kind not in before:
                 log.warning("finding appeared", kind=f.kind, summary=f.summary, **f.evidence)
-        for kind in old - new:
+        for kind in before - after:
             log.info("finding cleared", kind=kind)
         self.findings = findings
 
-    def _enforce_overrides(self) -> list[Applied]:
-        """Keep manual settings in force (a rebooted domain comes back with its defaults)."""
-        assert self.actuator is not None
-        assert self.info is not None
-        done: list[Applied] = []
-        if not self.state.manual_weights and self.state.dom0_pin is None:
-            return done
-        domains = self.backend.list_domains()
-        for d in domains:
-            try:
-                manual = self.state.manual_weights.get(d.uuid)
-                if manual is not None:
-                    a = self.actuator.change(
-                        d.uuid, d.name, "weight", manual.weight, "manual weight"
-                    )
-                    done += [a] if a else []
-                if self.state.dom0_pin is not None:
-                    done += self._pin_one(d, self.state.dom0_pin)
-            except DomainGone:
-                continue
-            except (InvalidSetting, Unsupported) as exc:
-                log.error("cannot apply override", domain=d.name, error=str(exc))
-        return done
+    def _apply_policy_action(self, action: Action, context: PolicyContext) -> bool:
+        """Apply one policy action unless forbidden; False if the host went away."""
+        setting = "weight" if isinstance(action, SetWeight) else "pinning"
+        new = str(action.weight) if isinstance(action, SetWeight) else str(action.pinning)
+        blocked = None
+        if context.held:
+            blocked = "held"
+        elif isinstance(action, SetWeight) and action.uuid in self.state.overrides:
+            blocked = "manual override"
+        elif isinstance(action, SetPinning) and self.state.dom0_pin:
+            blocked = "manual dom0 pinning"
+        elif context.mode == "advise":
+            blocked = "advise mode"
+        if blocked is not None:
+            self.actuator.advise(action.name, setting, "-", new, f"{action.reason} ({blocked})")
+            return True
+        try:
+            if isinstance(action, SetWeight):
+                self.actuator.set_weight(action.uuid, action.name, action.weight, action.reason)
+            else:
+                self.actuator.set_pinning(action.uuid, action.name, action.pinning, action.reason)
+        except (DomainGone, InvalidSetting, Unsupported) as exc:
+            log.warning("policy action not applied", domain=action.name, error=str(exc))
+        except BackendUnavailable as exc:
+            self._lost(exc)
+            return False
+        return True
 
-    def _pin_one(self, d: Domain, dom0_cpus: frozenset[int]) -> list[Applied]:
-        assert self.actuator is not None
-        assert self.info is not None
-        others = frozenset(range(self.info.cpus)) - dom0_cpus
-        cpus = dom0_cpus if d.is_dom0 else others
-        if not cpus:
-            return []
-        a = self.actuator.change(
-            d.uuid, d.name, "pinning", Pinning((cpus,) * d.vcpus), "manual dom0 pinning"
-        )
-        return [a] if a else []
+    # ------------------------------------------------------------------ reconnecting
+    def _lost(self, exc: BackendError) -> None:
+        if self.connected:
+            log.error("host unreachable; will reconnect", error=str(exc))
+        self.connected = False
+        self.last_error = str(exc)
+        self._retry_delay = RECONNECT_FIRST_S
+        self._retry_at = self.monotonic() + self._retry_delay
 
-    def _summary(self) -> str:
-        a = self.assessment
-        hold = " (held)" if self.state.hold else ""
-        if a is None:
-            return f"waiting for complete data{hold}"
-        jain = "n/a" if a.jain is None else f"{a.jain:.2f}"
-        return f"aggregate {a.aggregate_mbps:.0f} Mb/s, Jain {jain}{hold}"
+    def _reconnect(self) -> bool:
+        now = self.monotonic()
+        if now < self._retry_at:
+            return False
+        reconnect = getattr(self.backend, "reconnect", None)
+        try:
+            if callable(reconnect):
+                reconnect()
+            self.host = self.backend.info()
+        except BackendError as exc:
+            self.last_error = str(exc)
+            self._retry_delay = min(RECONNECT_MAX_S, self._retry_delay * 2)
+            self._retry_at = now + self._retry_delay
+            return False
+        self.connected = True
+        self.sampler.reset()
+        log.info("host reachable again", uri=self.host.uri)
+        try:
+            self.reconcile()
+        except BackendError as exc:
+            self._lost(exc)
+            return False
+        return True
 
-    # ------------------------------------------------------------------ control API
-    def _resolve(self, name: str) -> Domain:
+    # ------------------------------------------------------------------ domains by name
+    def _resolve(self, domain: str) -> Domain:
         try:
             domains = self.backend.list_domains()
-        except BackendError as exc:
-            raise _control_error(exc) from None
+        except BackendUnavailable as exc:
+            raise ControlError("unavailable", f"host unreachable: {exc}") from None
         for d in domains:
-            if name in (d.name, d.uuid, str(d.domid)):
+            if domain in (d.name, d.uuid) or (domain.isdigit() and int(domain) == d.domid):
                 return d
-        raise ControlError("not_found", f"no running domain named {name!r}")
+        raise ControlError("not_found", f"no running domain named {domain!r} (name, UUID or ID)")
 
-    def status(self) -> dict[str, Any]:
-        with self._lock:
-            return self._status()
-
-    def _status(self) -> dict[str, Any]:
-        info = self.info
-        obs = self.observation
-        a = self.assessment
-        domains = []
-        if obs is not None:
-            for d in obs.domains:
-                uuid = d.domain.uuid
-                now = self.current.get(uuid, {})
-                weight = now.get("weight", d.sched.weight)
-                cap = now.get("cap", d.sched.cap)
-                pinning = now.get("pinning", d.pinning)
-                assert isinstance(pinning, Pinning)
-                orig = self.state.originals.get(uuid)
-                if uuid in self.state.manual_weights:
-                    source = "manual"
-                elif orig is not None and orig.weight != weight:
-                    source = "auto"
-                else:
-                    source = "default"
-                domains.append(
-                    {
-                        "name": d.domain.name,
-                        "domid": d.domain.domid,
-                        "uuid": uuid,
-                        "weight": weight,
-                        "weight_source": source,
-                        "cap": cap,
-                        "pinning": [sorted(c) for c in pinning.vcpus],
-                        "rx_mbps": d.rx_mbps,
-                        "tx_mbps": d.tx_mbps,
-                        "cpu_pct": d.cpu_pct,
-                        "network_active": a is not None and uuid in a.active_uuids,
-                    }
-                )
-        hold = self.state.hold
-        return {
-            "version": PROTOCOL_VERSION,
-            "backend": {
-                "kind": info.kind if info else None,
-                "uri": info.uri if info else None,
-                "scheduler": info.scheduler if info else None,
-                "cpus": info.cpus if info else None,
-                "connected": self.last_error is None,
-                "last_error": self.last_error,
-            },
-            "policy": self.policy.name,
-            "interval_s": self.settings.interval_s,
-            "mode": self.settings.mode,
-            "ticks": self.ticks,
-            "last_tick_age_s": None
-            if self.last_tick_at is None
-            else round(self.monotonic() - self.last_tick_at, 3),
-            "hold": {
-                "held": hold is not None,
-                "reason": hold.reason if hold else None,
-                "since": hold.since if hold else None,
-            },
-            "dom0_pin": None if self.state.dom0_pin is None else sorted(self.state.dom0_pin),
-            "domains": domains,
-            "dom0_cpu_pct": obs.dom0_cpu_pct if obs else None,
-            "idle_pct": obs.idle_pct if obs else None,
-            "aggregate_mbps": a.aggregate_mbps if a else None,
-            "jain": a.jain if a else None,
-            "efficiency": a.efficiency if a else None,
-            "findings": [
-                {"kind": f.kind, "summary": f.summary, "evidence": f.evidence}
-                for f in self.findings
-            ],
-            "actions": [x.to_json() for x in self.actions],
-        }
-
-    def set_weight(self, domain: str, weight: int) -> str:
-        with self._lock:
-            assert self.actuator is not None
-            assert self.info is not None
-            r = self.info.weight_range
-            if not r.contains(weight):
-                raise ControlError(
-                    "invalid", f"weight must be between {r.low} and {r.high} (got {weight})"
-                )
-            d = self._resolve(domain)
+    def _guard(self, fn: Callable[[], str]) -> str:
+        """Run an operator command under the lock, turning host errors into ControlErrors."""
+        with self.lock:
+            if not self.connected:
+                raise ControlError("unavailable", f"host unreachable: {self.last_error}")
             try:
-                a = self.actuator.change(d.uuid, d.name, "weight", weight, "manual weight")
-            except BackendError as exc:
-                raise _control_error(exc) from None
-            self._record([a] if a else [])
-            self.state.manual_weights[d.uuid] = ManualWeight(d.name, weight)
+                return fn()
+            except DomainGone as exc:
+                raise ControlError("not_found", str(exc)) from None
+            except InvalidSetting as exc:
+                raise ControlError("invalid", str(exc)) from None
+            except Unsupported as exc:
+                raise ControlError("unsupported", str(exc)) from None
+            except BackendUnavailable as exc:
+                self._lost(exc)
+                raise ControlError("unavailable", f"host unreachable: {exc}") from None
+
+    # ------------------------------------------------------------------ ControlAPI
+    def set_weight(self, domain: str, weight: int) -> str:
+        wr = self.host.weight_range
+        if not wr.contains(weight):
+            raise ControlError("invalid", f"weight must be in [{wr.low}, {wr.high}], got {weight}")
+
+        def run() -> str:
+            d = self._resolve(domain)
+            self.actuator.set_weight(d.uuid, d.name, weight, "manual override")
+            self.state.overrides[d.uuid] = Override(name=d.name, weight=weight)
             self.store.save(self.state)
             log.info("override set", domain=d.name, weight=weight)
-            return f"{d.name}: weight {weight} (manual)"
+            return f"{d.name}: weight {weight} (manual; the policy will not change it)"
+
+        return self._guard(run)
 
     def unset(self, domain: str) -> str:
-        with self._lock:
-            assert self.actuator is not None
+        def run() -> str:
             d = self._resolve(domain)
-            if self.state.manual_weights.pop(d.uuid, None) is None:
+            if d.uuid not in self.state.overrides:
                 raise ControlError("not_found", f"{d.name} has no manual weight")
-            try:
-                self._record(self.actuator.restore([d.uuid], ("weight",)))
-            except BackendError as exc:
-                raise _control_error(exc) from None
+            del self.state.overrides[d.uuid]
+            self.store.save(self.state)
+            self.actuator.restore(d.uuid, "manual override removed")
             log.info("override removed", domain=d.name)
-            return f"{d.name}: manual weight removed, original weight put back"
+            return f"{d.name}: manual weight removed, original settings back"
+
+        return self._guard(run)
 
     def pin_dom0(self, cpus: frozenset[int]) -> str:
-        with self._lock:
-            assert self.info is not None
-            if not self.info.supports_dom0_pinning:
-                raise ControlError("unsupported", "this host cannot pin dom0")
-            if not cpus or any(c < 0 or c >= self.info.cpus for c in cpus):
-                raise ControlError(
-                    "invalid", f"CPUs must be a non-empty subset of 0..{self.info.cpus - 1}"
-                )
-            self.state.dom0_pin = cpus
+        n = self.host.cpus
+        if not cpus or any(c < 0 or c >= n for c in cpus):
+            raise ControlError("invalid", f"CPUs must be a non-empty subset of 0..{n - 1}")
+        if len(cpus) >= n:
+            raise ControlError(
+                "invalid", "dom0 cannot have every CPU to itself: leave one to domUs"
+            )
+        if not self.host.supports_dom0_pinning:
+            raise ControlError("unsupported", "this host does not allow pinning dom0")
+
+        def run() -> str:
+            self._apply_dom0_pin(cpus, self.backend.list_domains())
+            self.state.dom0_pin = sorted(cpus)
             self.store.save(self.state)
-            try:
-                self._record(self._enforce_overrides())
-            except BackendError as exc:
-                raise _control_error(exc) from None
-            log.info("override set", dom0_pin=sorted(cpus))
-            return f"dom0 pinned to CPUs {','.join(map(str, sorted(cpus)))}"
+            log.info("dom0 pinned", cpus=sorted(cpus))
+            return f"dom0 pinned to CPUs {','.join(map(str, sorted(cpus)))}; domUs kept off them"
+
+        return self._guard(run)
+
+    def _apply_dom0_pin(self, cpus: frozenset[int], domains: list[Domain]) -> None:
+        rest = frozenset(range(self.host.cpus)) - cpus
+        for d in domains:
+            target = cpus if d.is_dom0 else rest
+            self.actuator.set_pinning(
+                d.uuid, d.name, Pinning((target,) * d.vcpus), "manual dom0 pinning"
+            )
 
     def unpin_dom0(self) -> str:
-        with self._lock:
-            assert self.actuator is not None
-            if self.state.dom0_pin is None:
-                raise ControlError("not_found", "dom0 is not pinned by xvrd")
+        def run() -> str:
+            if not self.state.dom0_pin:
+                raise ControlError("not_found", "dom0 is not pinned by an override")
             self.state.dom0_pin = None
-            try:
-                self._record(self.actuator.restore(None, ("pinning",)))
-            except BackendError as exc:
-                raise _control_error(exc) from None
-            log.info("override removed", dom0_pin=None)
-            return "dom0 unpinned, original pinning put back"
+            self.store.save(self.state)
+            everywhere = frozenset(range(self.host.cpus))
+            for d in self.backend.list_domains():
+                original = self.state.originals.get(d.uuid)
+                target = (
+                    Pinning(tuple(frozenset(c) for c in original.pinning))
+                    if original is not None and original.pinning
+                    else Pinning((everywhere,) * d.vcpus)
+                )
+                self.actuator.set_pinning(d.uuid, d.name, target, "manual dom0 pinning removed")
+            log.info("dom0 unpinned")
+            return "dom0 unpinned; original affinities back"
+
+        return self._guard(run)
 
     def hold(self, reason: str) -> str:
-        with self._lock:
-            self.state.hold = Hold(reason or "held by operator", time.time())
+        with self.lock:
+            self.state.hold = Hold(reason=reason, since=now_iso())
             self.store.save(self.state)
-            log.info("hold", reason=self.state.hold.reason)
-            return "automatic changes held"
+            log.info("hold", reason=reason)
+            return "automatic changes held" + (f": {reason}" if reason else "")
 
     def resume(self) -> str:
-        with self._lock:
-            was = self.state.hold is not None
+        with self.lock:
+            if self.state.hold is None:
+                return "not held"
             self.state.hold = None
             self.store.save(self.state)
-            if was:
-                log.info("resumed")
-            return "automatic changes resumed" if was else "was not held"
+            log.info("resumed")
+            return "automatic changes resumed"
 
     def restore(self) -> str:
-        with self._lock:
-            assert self.actuator is not None
-            self.state.manual_weights.clear()
+        def run() -> str:
+            records = self.actuator.restore_all("restore requested")
+            self.state.overrides.clear()
             self.state.dom0_pin = None
-            self.state.hold = Hold("restore", time.time())
-            try:
-                done = self.actuator.restore()
-            except BackendError as exc:
-                raise _control_error(exc) from None
-            self._record(done)
-            log.info("restored original settings", changes=len(done))
-            return f"{len(done)} setting(s) put back; automatic changes held"
+            self.state.hold = Hold(reason="restored by operator", since=now_iso())
+            self.store.save(self.state)
+            log.info("restored", changes=len(records))
+            return f"restored {len(records)} setting(s); automatic changes held until resume"
+
+        return self._guard(run)
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            obs = self.observation
+            a = self.assessment
+            active = set(a.network_active) if a is not None else set()
+            domains = []
+            if obs is not None:
+                for d in obs.domains:
+                    if d.uuid in self.state.overrides:
+                        source = "manual"
+                    elif d.uuid in self.state.originals:
+                        source = "auto"
+                    else:
+                        source = "default"
+                    domains.append(
+                        {
+                            "name": d.name,
+                            "domid": d.domid,
+                            "uuid": d.uuid,
+                            "weight": d.weight,
+                            "weight_source": source,
+                            "cap": d.cap,
+                            "pinning": pinning_lists(d.pinning),
+                            "rx_mbps": _round(d.rx_mbps),
+                            "tx_mbps": _round(d.tx_mbps),
+                            "cpu_pct": _round(d.cpu_pct),
+                            "network_active": d.uuid in active,
+                        }
+                    )
+            hold = self.state.hold
+            age = None if self.last_tick_at is None else self.monotonic() - self.last_tick_at
+            return {
+                "version": PROTOCOL_VERSION,
+                "backend": {
+                    "kind": self.host.kind,
+                    "uri": self.host.uri,
+                    "scheduler": self.host.scheduler,
+                    "cpus": self.host.cpus,
+                    "connected": self.connected,
+                    "last_error": self.last_error,
+                },
+                "interval_s": self.settings.interval_s,
+                "mode": self.settings.mode,
+                "policy": self.policy.name,
+                "ticks": self.ticks,
+                "last_tick_age_s": _round(age),
+                "hold": {
+                    "held": hold is not None,
+                    "reason": hold.reason if hold else None,
+                    "since": hold.since if hold else None,
+                },
+                "dom0_pin": self.state.dom0_pin,
+                "domains": domains,
+                "dom0_cpu_pct": _round(a.dom0_cpu_pct) if a else None,
+                "idle_pct": _round(a.idle_pct) if a else None,
+                "aggregate_mbps": _round(a.aggregate_mbps) if a else None,
+                "jain": _round(a.jain, 4) if a else None,
+                "efficiency": _round(a.efficiency, 4) if a else None,
+                "findings": [
+                    {"kind": f.kind, "summary": f.summary, "evidence": f.evidence}
+                    for f in self.findings
+                ],
+                "actions": [r.to_json() for r in self.actuator.history],
+            }
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=."""
+        a = self.assessment
+        if not self.connected:
+            return f"host unreachable: {self.last_error}"
+        if a is None:
+            return f"sampling ({self.ticks} ticks)"
+        held = ", held" if self.state.hold else ""
+        return (
+            f"{len(a.network_active)} network-active domUs, {a.aggregate_mbps:.0f} Mb/s, "
+            f"Jain {a.jain:.2f}, dom0 CPU {a.dom0_cpu_pct:.0f} %{held}"
+        )
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)

@@ -1,4 +1,8 @@
-"""Configure structlog once, in the entry point: JSON off a terminal, readable on one."""
+"""Logging: configured once, in the entry point; everything else asks for a logger.
+
+JSON lines when stderr is not a terminal (journald keeps them as they are), a readable
+console format on a terminal. Events are logged when something changes, not every tick.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,33 @@ import sys
 
 import structlog
 
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
-def configure(fmt: str = "auto", level: str = "info") -> None:
-    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+
+def configure_logging(fmt: str = "auto", level: str = "info") -> None:
+    """Set up structlog for the process. ``fmt``: auto, json or console."""
+    console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if as_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if console
+        else structlog.processors.JSONRenderer(sort_keys=True)
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
     )
+    # APScheduler logs every job run at INFO: that is per tick, not per change.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -1,35 +1,36 @@
-"""sd_notify: tell systemd we are ready, how we are doing, and that we are alive.
+"""systemd's notify protocol: READY, STATUS, WATCHDOG and STOPPING datagrams.
 
-The protocol is one datagram of ``KEY=VALUE`` lines to the AF_UNIX socket named by
-$NOTIFY_SOCKET (a leading ``@`` means the abstract namespace). Without the variable (not run
-by systemd with Type=notify) it does nothing.
+The protocol is one datagram to the socket named by $NOTIFY_SOCKET (an abstract socket when
+it starts with '@'). A dozen lines here instead of a dependency: the PyPI wrappers are either
+unmaintained or need libsystemd's headers to build.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
 
 
-def sd_notify(message: str, env: Mapping[str, str] | None = None) -> bool:
-    """Send ``message``; True if it was sent, False when there is no notify socket."""
-    addr = (os.environ if env is None else env).get("NOTIFY_SOCKET", "")
-    if not addr or addr[0] not in "/@":
+def notify(message: str) -> bool:
+    """Send ``message`` (e.g. "READY=1") to systemd; False when not run under systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
         return False
-    if addr[0] == "@":
-        addr = "\0" + addr[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-        s.connect(addr)
-        s.sendall(message.encode())
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode("utf-8"))
+    except OSError:
+        return False
     return True
 
 
-def watchdog_interval_s(env: Mapping[str, str] | None = None) -> float | None:
-    """systemd's WatchdogSec for this process, or None when no watchdog is set."""
-    e = os.environ if env is None else env
-    usec = e.get("WATCHDOG_USEC")
-    pid = e.get("WATCHDOG_PID")
+def watchdog_interval_s() -> float | None:
+    """How often systemd expects WATCHDOG=1, or None if the watchdog is off for us."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
     if not usec or (pid and pid != str(os.getpid())):
         return None
     try:

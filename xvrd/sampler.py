@@ -1,151 +1,188 @@
-"""Counters to rates: one `Observation` per tick from two consecutive readings.
+"""Counters to rates: what each domain did over the last interval.
 
-Rates need two readings of the same domain, so a domain seen for the first time, one whose
-counters went backwards (it rebooted: same UUID, counters reset) and one whose domid changed
-get no rates on that tick, never a bogus one. Domains that vanished are forgotten.
+The backend gives cumulative counters; the sampler keeps the previous reading of each domain
+(by UUID) and turns the difference into rates. A domain seen for the first time, restarted
+(new domain ID) or whose counters went backwards (a reboot resets them) has no rates this
+time: a rate is never computed across a reset. The observation says whether it is complete,
+and the daemon acts only on complete ones.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xvrd.backends.base import Backend, Domain, DomainCounters, DomainGone, Pinning, SchedParams
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """Everything read from the host about one domain at one instant."""
-
-    domain: Domain
-    counters: DomainCounters
-    sched: SchedParams
-    pinning: Pinning
+from xvrd.backends.base import (
+    Backend,
+    Domain,
+    DomainCounters,
+    DomainGone,
+    Pinning,
+    SchedParams,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class DomainRates:
-    """One domain over the last interval. Rates are None when they cannot be known yet."""
+    """One domain over the last interval. Rates are None when there is no valid delta."""
 
-    domain: Domain
-    sched: SchedParams
+    uuid: str
+    domid: int
+    name: str
+    creation_seq: int
+    vcpus: int
+    weight: int
+    cap: int
     pinning: Pinning
-    rx_mbps: float | None
-    tx_mbps: float | None
-    cpu_pct: float | None  # % of the whole host (all pCPUs)
-    drops_per_s: float | None
+    rx_mbps: float | None = None
+    tx_mbps: float | None = None
+    rx_pps: float | None = None
+    tx_pps: float | None = None
+    rx_drops_ps: float | None = None
+    tx_drops_ps: float | None = None
+    cpu_pct: float | None = None  # share of the whole host, 100 = every pCPU busy
 
     @property
-    def complete(self) -> bool:
-        return self.rx_mbps is not None and self.cpu_pct is not None
+    def is_dom0(self) -> bool:
+        return self.domid == 0
+
+    @property
+    def has_rates(self) -> bool:
+        return self.cpu_pct is not None
+
+    @property
+    def throughput_mbps(self) -> float:
+        """What the domain moves: the larger direction (receive, send, or forward)."""
+        return max(self.rx_mbps or 0.0, self.tx_mbps or 0.0)
 
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """The host over one interval: per-domain rates plus dom0 and idle CPU."""
+    """Every running domain at one instant of the host's clock, with rates since the last."""
 
-    clock_ns: int
-    interval_s: float | None  # None on the first reading
-    cpus: int
-    domains: tuple[DomainRates, ...]  # dom0 first, creation order
-    dom0_cpu_pct: float | None
-    idle_pct: float | None
+    taken_ns: int
+    interval_s: float | None
+    host_cpus: int
+    domains: tuple[DomainRates, ...]
 
     @property
     def complete(self) -> bool:
-        """True when every domain has rates: only then may anything act on it."""
-        return self.interval_s is not None and all(d.complete for d in self.domains)
+        """Rates for every domain: safe to act on."""
+        return self.interval_s is not None and all(d.has_rates for d in self.domains)
+
+    @property
+    def idle_pct(self) -> float | None:
+        """Host CPU no domain used (100 minus every domain's share, dom0 included)."""
+        if not self.complete:
+            return None
+        used = sum(d.cpu_pct or 0.0 for d in self.domains)
+        return max(0.0, 100.0 - used)
+
+    def dom0(self) -> DomainRates | None:
+        return next((d for d in self.domains if d.is_dom0), None)
+
+    def domus(self) -> list[DomainRates]:
+        return [d for d in self.domains if not d.is_dom0]
 
 
-def read_host(backend: Backend) -> tuple[int, list[Reading]]:
-    """Read every domain once; a domain that vanishes mid-read is left out.
-
-    `BackendUnavailable` propagates: the caller must not act on a partial host.
-    """
-    clock = backend.clock_ns()
-    readings = []
-    for dom in sorted(backend.list_domains(), key=lambda d: d.creation_seq):
-        try:
-            readings.append(
-                Reading(
-                    dom,
-                    backend.read_counters(dom.uuid),
-                    backend.get_sched(dom.uuid),
-                    backend.get_pinning(dom.uuid),
-                )
-            )
-        except DomainGone:
-            continue
-    return clock, readings
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    domid: int
+    taken_ns: int
+    counters: DomainCounters
 
 
-def _totals(c: DomainCounters) -> tuple[int, int, int, int]:
-    rx = tx = drops = 0
+def _totals(c: DomainCounters) -> tuple[int, int, int, int, int, int]:
+    rxb = rxp = rxd = txb = txp = txd = 0
     for v in c.vifs:
-        rx += v.rx_bytes
-        tx += v.tx_bytes
-        drops += v.rx_drops + v.tx_drops
-    return rx, tx, drops, c.cpu_ns
+        rxb += v.rx_bytes
+        rxp += v.rx_packets
+        rxd += v.rx_drops
+        txb += v.tx_bytes
+        txp += v.tx_packets
+        txd += v.tx_drops
+    return rxb, rxp, rxd, txb, txp, txd
 
 
 class Sampler:
-    """Keeps the previous reading of each domain (by UUID) and turns the next into rates."""
+    """Reads every domain once per tick and keeps the previous reading for deltas."""
 
-    def __init__(self) -> None:
-        self._prev: dict[str, tuple[int, int, tuple[int, int, int, int]]] = {}
-        self._prev_clock: int | None = None
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._previous: dict[str, _Reading] = {}
+        self._last_ns: int | None = None
 
     def reset(self) -> None:
-        """Forget every reading (after a reconnect: counters may not be comparable)."""
-        self._prev.clear()
-        self._prev_clock = None
+        """Forget previous readings (after a reconnect the baseline is not trustworthy)."""
+        self._previous.clear()
+        self._last_ns = None
 
-    def observe(self, clock_ns: int, readings: list[Reading], cpus: int) -> Observation:
-        prev_clock = self._prev_clock
-        interval_ns = (
-            None if prev_clock is None or clock_ns <= prev_clock else clock_ns - prev_clock
+    def sample(self) -> Observation:
+        """One reading of the host. Raises BackendUnavailable if the host cannot be reached."""
+        backend = self.backend
+        host_cpus = backend.info().cpus
+        now = backend.clock_ns()
+        readings: dict[str, _Reading] = {}
+        rows: list[DomainRates] = []
+        for dom in backend.list_domains():
+            try:
+                counters = backend.read_counters(dom.uuid)
+                sched = backend.get_sched(dom.uuid)
+                pinning = backend.get_pinning(dom.uuid)
+            except DomainGone:
+                continue  # shut down since the listing: not part of this observation
+            reading = _Reading(dom.domid, now, counters)
+            readings[dom.uuid] = reading
+            rows.append(self._rates(dom, sched, pinning, reading, host_cpus))
+        interval = None if self._last_ns is None else (now - self._last_ns) / 1e9
+        if interval is not None and interval <= 0:
+            interval = None
+        self._previous = readings
+        self._last_ns = now
+        rows.sort(key=lambda r: (r.domid != 0, r.creation_seq, r.domid))
+        return Observation(now, interval, host_cpus, tuple(rows))
+
+    def _rates(
+        self,
+        dom: Domain,
+        sched: SchedParams,
+        pinning: Pinning,
+        now: _Reading,
+        host_cpus: int,
+    ) -> DomainRates:
+        base = DomainRates(
+            uuid=dom.uuid,
+            domid=dom.domid,
+            name=dom.name,
+            creation_seq=dom.creation_seq,
+            vcpus=dom.vcpus,
+            weight=sched.weight,
+            cap=sched.cap,
+            pinning=pinning,
         )
-        out = []
-        seen: dict[str, tuple[int, int, tuple[int, int, int, int]]] = {}
-        total_cpu_pct = 0.0
-        all_cpu = interval_ns is not None
-        dom0_pct: float | None = None
-        for r in readings:
-            dom = r.domain
-            now = _totals(r.counters)
-            seen[dom.uuid] = (dom.domid, clock_ns, now)
-            prev = self._prev.get(dom.uuid) if interval_ns is not None else None
-            if prev is not None and prev[0] == dom.domid:
-                p_rx, p_tx, p_drops, p_cpu = prev[2]
-                rx, tx, drops, cpu = now
-                if rx >= p_rx and tx >= p_tx and drops >= p_drops and cpu >= p_cpu:
-                    dt_ns = clock_ns - prev[1]
-                    mbit = 8e3 / dt_ns  # bytes per ns -> Mb/s
-                    cpu_pct = 100.0 * (cpu - p_cpu) / (dt_ns * cpus)
-                    total_cpu_pct += cpu_pct
-                    out.append(
-                        DomainRates(
-                            dom,
-                            r.sched,
-                            r.pinning,
-                            (rx - p_rx) * mbit,
-                            (tx - p_tx) * mbit,
-                            cpu_pct,
-                            (drops - p_drops) * 1e9 / dt_ns,
-                        )
-                    )
-                    if dom.is_dom0:
-                        dom0_pct = cpu_pct
-                    continue
-            all_cpu = False
-            out.append(DomainRates(dom, r.sched, r.pinning, None, None, None, None))
-        self._prev = seen
-        self._prev_clock = clock_ns
-        idle = max(0.0, 100.0 - total_cpu_pct) if all_cpu else None
-        return Observation(
-            clock_ns=clock_ns,
-            interval_s=None if interval_ns is None else interval_ns / 1e9,
-            cpus=cpus,
-            domains=tuple(out),
-            dom0_cpu_pct=dom0_pct,
-            idle_pct=idle,
+        prev = self._previous.get(dom.uuid)
+        if prev is None or prev.domid != dom.domid:
+            return base  # new, or the same UUID booted again as a new domain
+        span_ns = now.taken_ns - prev.taken_ns
+        cpu_ns = now.counters.cpu_ns - prev.counters.cpu_ns
+        deltas = [a - b for a, b in zip(_totals(now.counters), _totals(prev.counters), strict=True)]
+        if span_ns <= 0 or cpu_ns < 0 or any(d < 0 for d in deltas):
+            return base  # counters went backwards: reset, no rate this time
+        seconds = span_ns / 1e9
+        rxb, rxp, rxd, txb, txp, txd = deltas
+        return DomainRates(
+            uuid=base.uuid,
+            domid=base.domid,
+            name=base.name,
+            creation_seq=base.creation_seq,
+            vcpus=base.vcpus,
+            weight=base.weight,
+            cap=base.cap,
+            pinning=base.pinning,
+            rx_mbps=rxb * 8 / seconds / 1e6,
+            tx_mbps=txb * 8 / seconds / 1e6,
+            rx_pps=rxp / seconds,
+            tx_pps=txp / seconds,
+            rx_drops_ps=rxd / seconds,
+            tx_drops_ps=txd / seconds,
+            cpu_pct=100.0 * cpu_ns / (span_ns * host_cpus),
         )

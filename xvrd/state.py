@@ -1,143 +1,108 @@
-"""The daemon's persisted state: originals, manual overrides, hold. Written atomically.
+"""Runtime state that must survive the daemon: originals, overrides, dom0 pinning, hold.
 
-The file survives restarts and crashes. ``originals`` holds each domain's settings as they
-were before xvrd first changed any of them (by UUID, which survives domain reboots); it is
-what `restore` puts back. ``clean_exit`` tells the next start whether the last run ended
-normally or crashed (then it reconciles).
+Kept in ``STATE_DIR/state.json``, rewritten atomically (temporary file, fsync, rename) after
+every change, so a crash at any point leaves either the old or the new file. Originals are
+the settings a domain had before xvrd first changed it, keyed by UUID (domain IDs change
+when a domain reboots). A start after a crash finds the originals still there and restores
+them on the next clean stop.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from xvrd.backends.base import Pinning
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 STATE_VERSION = 1
-STATE_FILE = "state.json"
 
 
 class StateError(Exception):
-    """The state file exists but cannot be read or understood."""
+    """The state file exists but cannot be read or trusted."""
 
 
-@dataclass(slots=True)
-class Original:
-    """A domain's settings before xvrd first changed them."""
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Original(_Model):
+    """A domain's settings before xvrd changed any of them."""
 
     name: str
     weight: int
-    cap: int
-    pinning: Pinning
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "weight": self.weight,
-            "cap": self.cap,
-            "pinning": [sorted(c) for c in self.pinning.vcpus],
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Original:
-        return cls(
-            name=str(data["name"]),
-            weight=int(data["weight"]),
-            cap=int(data["cap"]),
-            pinning=Pinning(tuple(frozenset(int(c) for c in v) for v in data["pinning"])),
-        )
+    cap: int = 0
+    pinning: list[list[int]] = Field(default_factory=list)
 
 
-@dataclass(slots=True)
-class Hold:
-    reason: str
-    since: float  # Unix time
+class Override(_Model):
+    """A manual weight the policy never changes."""
+
+    name: str
+    weight: int = Field(ge=1, le=262144)
 
 
-@dataclass(slots=True)
-class ManualWeight:
-    name: str  # for people reading status; the UUID is the key
-    weight: int
+class Hold(_Model):
+    reason: str = ""
+    since: str
 
 
-@dataclass(slots=True)
-class DaemonState:
-    originals: dict[str, Original] = field(default_factory=dict)
-    manual_weights: dict[str, ManualWeight] = field(default_factory=dict)
-    dom0_pin: frozenset[int] | None = None
+class PersistedState(_Model):
+    version: int = STATE_VERSION
+    originals: dict[str, Original] = Field(default_factory=dict)
+    overrides: dict[str, Override] = Field(default_factory=dict)
+    dom0_pin: list[int] | None = None
     hold: Hold | None = None
-    clean_exit: bool = True
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "clean_exit": self.clean_exit,
-            "originals": {u: o.to_json() for u, o in self.originals.items()},
-            "manual_weights": {
-                u: {"name": m.name, "weight": m.weight} for u, m in self.manual_weights.items()
-            },
-            "dom0_pin": None if self.dom0_pin is None else sorted(self.dom0_pin),
-            "hold": None
-            if self.hold is None
-            else {"reason": self.hold.reason, "since": self.hold.since},
-        }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DaemonState:
-        if data.get("version") != STATE_VERSION:
-            raise StateError(f"state version {data.get('version')!r}, expected {STATE_VERSION}")
-        hold = data.get("hold")
-        pin = data.get("dom0_pin")
-        return cls(
-            originals={u: Original.from_json(o) for u, o in data["originals"].items()},
-            manual_weights={
-                u: ManualWeight(str(m["name"]), int(m["weight"]))
-                for u, m in data["manual_weights"].items()
-            },
-            dom0_pin=None if pin is None else frozenset(int(c) for c in pin),
-            hold=None if hold is None else Hold(str(hold["reason"]), float(hold["since"])),
-            clean_exit=bool(data.get("clean_exit", True)),
-        )
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class StateStore:
-    """Reads and atomically writes the state file in a directory."""
+    """Loads and saves `PersistedState` in a directory."""
+
+    FILENAME = "state.json"
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.path = directory / STATE_FILE
+        self.path = directory / self.FILENAME
 
-    def load(self) -> DaemonState:
-        """The saved state, or a fresh one if there is no file yet."""
+    def load(self) -> PersistedState:
+        """The saved state, or an empty one if there is none yet."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return DaemonState()
+            return PersistedState()
         except OSError as exc:
-            raise StateError(f"{self.path}: cannot read: {exc}") from None
+            raise StateError(f"cannot read {self.path}: {exc}") from None
         try:
-            return DaemonState.from_json(json.loads(text))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StateError(f"{self.path}: not a valid state file: {exc}") from None
+            state = PersistedState.model_validate(json.loads(text))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise StateError(
+                f"{self.path} is not a valid xvrd state file ({exc.__class__.__name__}); "
+                "move it aside to start afresh (the originals it records will not be restored)"
+            ) from None
+        if state.version != STATE_VERSION:
+            raise StateError(f"{self.path}: state version {state.version} is not supported")
+        return state
 
-    def save(self, state: DaemonState) -> None:
-        """Write to a temporary file, fsync, rename over the old one, fsync the directory."""
+    def save(self, state: PersistedState) -> None:
+        """Write atomically: readers see the old file or the new one, never half of one."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o750)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".state-", suffix=".tmp")
+        data = json.dumps(state.model_dump(), indent=2, sort_keys=True) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=self.directory)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(state.to_json(), f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o640)
             os.replace(tmp, self.path)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            Path(tmp).unlink(missing_ok=True)
             raise
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:

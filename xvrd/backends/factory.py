@@ -1,37 +1,31 @@
-"""Build the backend the settings name: the one place that chooses between host kinds."""
+"""Build the backend the settings name. Backends import libvirt or the simulator lazily,
+here, so a host without libvirt-python can still run the simulator, and the other way."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-
 from xvrd.backends.base import Backend
-from xvrd.config import BackendSettings, ConfigError
-
-#: Called before each live tick; lets a simulated clock catch up with wall time.
-BeforeTick = Callable[[], None]
+from xvrd.config import ConfigError, Settings
 
 
-def open_backend(b: BackendSettings) -> tuple[Backend, BeforeTick | None]:
-    """The configured backend and its before-tick hook (None for a real host).
+def make_backend(settings: Settings) -> Backend:
+    """The configured backend. Raises ConfigError for a bad scenario or a missing binding,
+    BackendUnavailable when libvirtd cannot be reached."""
+    if settings.backend == "simulator":
+        from simulator.scenario import ScenarioError, load_scenario
+        from xvrd.backends.simulated import SimulatorBackend
 
-    Raises `ConfigError` for a scenario that cannot be loaded, `ImportError` when the libvirt
-    binding is not installed and `BackendError` when the host cannot be reached.
-    """
-    if b.kind == "simulator":
-        from simulator.host import SimulatedHost
-        from xvrd.backends.simulated import SimulatorBackend, resolve_scenario
-
+        if settings.scenario is None:
+            raise ConfigError("scenario: required when backend = 'simulator'")
         try:
-            scenario = resolve_scenario(b.scenario)
-        except ValueError as exc:
-            raise ConfigError(f"backend.scenario: {exc}") from None
-        sim = SimulatorBackend(
-            SimulatedHost(scenario, seed=b.seed),
-            speed=b.speed,
-            uri=f"simulator:///{scenario.name}",
-        )
-        return sim, sim.sync
-    module = importlib.import_module("xvrd.backends.libvirt")
-    backend: Backend = module.LibvirtBackend(b.uri)
-    return backend, None
+            scenario = load_scenario(settings.scenario)
+        except ScenarioError as exc:
+            raise ConfigError(f"scenario: {exc}") from None
+        return SimulatorBackend.from_scenario(scenario, seed=settings.seed, speed=settings.speed)
+    try:
+        from xvrd.backends.libvirt import LibvirtBackend
+    except ImportError as exc:
+        raise ConfigError(
+            f"backend: 'libvirt' needs libvirt-python (pip install 'xvrd[libvirt]'): {exc}"
+        ) from None
+    backend: Backend = LibvirtBackend(settings.libvirt_uri)
+    return backend

@@ -9,18 +9,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xvrd.commands.common import EX_CONFIG, EX_NOPERM, add_config_flag, fail, settings_from
-from xvrd.config import ConfigError
+from xvrd.config import ConfigError, load_settings
 from xvrd.control.api import ControlError
 from xvrd.control.client import NoPermission, NotRunning, call
 
 EX_NOT_RUNNING = 3  # like `systemctl status` for a unit that is not active
 EX_REFUSED = 1
+EX_NOPERM = 77  # sysexits.h
+EX_CONFIG = 78
+
+
+def fail(message: str, code: int) -> int:
+    print(f"xvrd: {message}", file=sys.stderr)
+    return code
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    add_config_flag(p)
-    p.add_argument("--socket", type=Path, help="control socket (default: control.socket)")
+    p.add_argument("--config", type=Path, help="config file naming the socket")
+    p.add_argument("--socket", type=Path, help="control socket (default: socket_path)")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,7 +84,7 @@ def parse_cpus(text: str) -> list[int]:
 def _socket(args: argparse.Namespace) -> Path:
     if args.socket is not None:
         return Path(args.socket)
-    return settings_from(args, {}).control.socket
+    return load_settings(args.config).socket_path
 
 
 def _request(args: argparse.Namespace, command: str, **kw: Any) -> tuple[int, Any]:
@@ -152,7 +158,7 @@ def render(doc: dict[str, Any]) -> str:
     lines += [f"  {f['kind']}: {f['summary']}" for f in doc["findings"]]
     lines.append("actions   " + ("none" if not doc["actions"] else ""))
     for a in doc["actions"][-10:]:
-        when = time.strftime("%H:%M:%S", time.localtime(a["time"]))
+        when = str(a.get("time", ""))
         lines.append(
             f"  {when} {a['domain']} {a['setting']} {a['old']} -> {a['new']}: {a['reason']}"
         )

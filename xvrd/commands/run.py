@@ -1,9 +1,9 @@
-"""`xvrd run`: the daemon. Also `--once` for a single tick.
+"""`xvrd run`: the daemon (what systemd starts), or a single tick with ``--once``.
 
-Order of start-up, so that a bad setting never touches the host: settings and groups are
-validated, the backend is built, the state file is read; only then does the daemon connect,
-reconcile and serve. SIGTERM and SIGINT set an event that the main thread waits on, so the
-daemon stops within a tick's duration.
+Timing: an APScheduler interval job runs the tick every ``interval_s`` seconds, one at a
+time; runs missed while a tick overran are coalesced into one. The main thread only waits
+for SIGTERM or SIGINT, which stop the job, close the socket and restore settings within a
+tick's time.
 """
 
 from __future__ import annotations
@@ -11,115 +11,120 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from xvrd import logs
-from xvrd.backends.base import BackendError
-from xvrd.backends.factory import BeforeTick, open_backend
-from xvrd.commands.common import EX_CONFIG, EX_UNAVAILABLE, add_config_flag, fail, settings_from
-from xvrd.config import ConfigError, Settings
-from xvrd.control.server import ControlServer, SocketInUse, group_id
+from xvrd.backends.base import BackendError, BackendUnavailable, Unsupported
+from xvrd.backends.factory import make_backend
+from xvrd.config import ConfigError, Settings, load_settings
 from xvrd.daemon import Daemon
-from xvrd.notify import sd_notify, watchdog_interval_s
-from xvrd.policy import make_policy
-from xvrd.state import StateError, StateStore
+from xvrd.logs import configure_logging
+from xvrd.notify import notify, watchdog_interval_s
+from xvrd.state import StateError
+
+EX_CONFIG = 78
+EX_UNAVAILABLE = 69  # sysexits.h: the host (libvirtd) cannot be reached at start
 
 log = structlog.get_logger("xvrd.run")
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="run the daemon (or one tick with --once)")
-    add_config_flag(p)
-    p.add_argument("--backend", choices=["libvirt", "simulator"], help="override backend.kind")
-    p.add_argument("--uri", help="override backend.uri (libvirt)")
-    p.add_argument("--scenario", help="simulator: scenario file or shipped name (receive-8)")
-    p.add_argument("--speed", type=float, help="simulator: simulated seconds per wall second")
-    p.add_argument("--seed", type=int, help="simulator: seed of the simulated host")
-    p.add_argument("--interval", type=float, help="override interval_s")
-    p.add_argument("--socket", type=Path, help="override control.socket")
-    p.add_argument("--state-dir", type=Path, help="override state_dir")
-    p.add_argument("--once", action="store_true", help="run a single tick, print status, exit")
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the daemon (or one tick with --once)",
+        description="Run the xvrd daemon: sample the host every interval, apply the policy, "
+        "serve the control socket. Flags override the config file and XVRD_* variables.",
+    )
+    p.add_argument("--config", type=Path, help="config file (default /etc/xvrd/xvrd.toml)")
+    p.add_argument("--backend", choices=["libvirt", "simulator"], help="libvirt or simulator")
+    p.add_argument("--uri", dest="libvirt_uri", help="libvirt URI (default xen:///system)")
+    p.add_argument("--scenario", type=Path, help="simulator backend: scenario file")
+    p.add_argument("--speed", type=float, help="simulator backend: simulated s per wall s")
+    p.add_argument("--seed", type=int, help="simulator backend: random seed")
+    p.add_argument("--interval", dest="interval_s", type=float, help="seconds between ticks")
+    p.add_argument("--socket", dest="socket_path", type=Path, help="control socket path")
+    p.add_argument("--state-dir", type=Path, help="directory for persisted state")
+    p.add_argument("--mode", choices=["auto", "advise"], help="apply changes, or only report")
+    p.add_argument("--log-format", choices=["auto", "json", "console"])
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="reconcile, run one tick (two samples one interval apart), print status as "
+        "JSON and exit, leaving settings as they are",
+    )
     p.set_defaults(func=main)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return settings_from(
-        args,
-        {
-            "backend": {
-                "kind": args.backend,
-                "uri": args.uri,
-                "scenario": args.scenario,
-                "speed": args.speed,
-                "seed": args.seed,
-            },
-            "control": {"socket": args.socket},
-            "state_dir": args.state_dir,
-            "interval_s": args.interval,
-        },
-    )
+    keys = (
+        "backend", "libvirt_uri", "scenario", "speed", "seed", "interval_s",
+        "socket_path", "state_dir", "mode", "log_format",
+    )  # fmt: skip
+    return load_settings(args.config, **{k: getattr(args, k) for k in keys})
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
-        for key in ("group", "admin_group"):
-            name = getattr(settings.control, key)
-            try:
-                group_id(name)
-            except KeyError:
-                raise ConfigError(f"control.{key}: no such group {name!r}") from None
     except ConfigError as exc:
-        return fail(str(exc), EX_CONFIG)
-    logs.configure(settings.log_format, settings.log_level)
-    store = StateStore(settings.state_dir)
+        print(f"xvrd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    configure_logging(settings.log_format, settings.log_level)
     try:
-        store.load()
-        backend, before_tick = open_backend(settings.backend)
+        backend = make_backend(settings)
+        daemon = Daemon(settings, backend)
     except ConfigError as exc:
-        return fail(str(exc), EX_CONFIG)
+        print(f"xvrd: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except StateError as exc:
-        return fail(str(exc), EX_CONFIG)
-    except (ImportError, BackendError) as exc:
-        return fail(f"cannot use backend {settings.backend.kind}: {exc}", EX_UNAVAILABLE)
-
-    policy = make_policy(settings.policy.name, dom0_weight=settings.policy.dom0_weight)
-    daemon = Daemon(backend, settings, store, policy=policy, notify=sd_notify)
+        print(f"xvrd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except Unsupported as exc:
+        print(f"xvrd: this host cannot be tuned: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except BackendUnavailable as exc:
+        print(f"xvrd: cannot reach the host: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
     try:
-        daemon.start()
+        daemon.reconcile()
     except BackendError as exc:
-        return fail(f"cannot reach the host: {exc}", EX_UNAVAILABLE)
-    try:
-        if args.once:
-            return _once(daemon, settings, before_tick)
-        return _serve(daemon, settings, before_tick)
-    finally:
-        daemon.stop()
-        backend.close()
+        print(f"xvrd: cannot reconcile with the host: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    if args.once:
+        return _once(daemon, settings)
+    return serve(daemon, settings)
 
 
-def _tick(daemon: Daemon, before_tick: BeforeTick | None) -> None:
-    if before_tick is not None:
-        before_tick()
+def _once(daemon: Daemon, settings: Settings) -> int:
     daemon.tick()
-
-
-def _once(daemon: Daemon, settings: Settings, before_tick: BeforeTick | None) -> int:
-    """A baseline reading, one interval, one tick: rates need two readings."""
-    _tick(daemon, before_tick)
-    time.sleep(settings.interval_s / (settings.backend.speed if before_tick else 1.0))
-    _tick(daemon, before_tick)
-    print(json.dumps(daemon.status(), indent=1))
+    _wait_one_interval(daemon, settings)
+    daemon.tick()
+    print(json.dumps(daemon.status(), indent=2))
+    daemon.backend.close()
     return 0
 
 
-def _serve(daemon: Daemon, settings: Settings, before_tick: BeforeTick | None) -> int:
-    from apscheduler.executors.pool import ThreadPoolExecutor
+def _wait_one_interval(daemon: Daemon, settings: Settings) -> None:
+    backend = daemon.backend
+    host = getattr(backend, "host", None)
+    if settings.backend == "simulator" and host is not None and settings.speed:
+        # A simulated host need not make the operator wait: advance it by one interval.
+        host.advance(settings.interval_s)
+    else:
+        time.sleep(settings.interval_s)
+
+
+def serve(daemon: Daemon, settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT. Returns the process exit code."""
     from apscheduler.schedulers.background import BackgroundScheduler
+
+    from xvrd.control.server import ControlServer, SocketInUse
 
     stop = threading.Event()
 
@@ -130,48 +135,59 @@ def _serve(daemon: Daemon, settings: Settings, before_tick: BeforeTick | None) -
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    c = settings.control
+    watchdog = watchdog_interval_s()
+
+    def job() -> None:
+        try:
+            daemon.tick()
+        except Exception:
+            log.exception("tick failed")
+        notify(f"STATUS={daemon.status_line()}")
+        if watchdog is not None:
+            notify("WATCHDOG=1")
+
     server = ControlServer(
-        daemon, c.socket, group=c.group, admin_group=c.admin_group, max_request=c.max_request_bytes
+        settings.socket_path,
+        daemon,
+        socket_group=settings.socket_group or None,
+        admin_group=settings.admin_group or None,
     )
     try:
         server.start()
-    except (SocketInUse, OSError) as exc:
-        return fail(str(exc), EX_UNAVAILABLE)
-
-    watchdog = watchdog_interval_s()
-    if watchdog is not None and settings.interval_s * 2 > watchdog:
-        log.warning(
-            "interval_s is too long for the watchdog",
-            interval_s=settings.interval_s,
-            watchdog_s=watchdog,
-        )
-    scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)})
+    except (SocketInUse, OSError, KeyError) as exc:
+        print(f"xvrd: cannot serve the control socket: {exc}", file=sys.stderr)
+        daemon.shutdown()
+        return EX_UNAVAILABLE
+    scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
-        _tick,
+        job,
         "interval",
-        args=(daemon, before_tick),
         seconds=settings.interval_s,
         max_instances=1,
         coalesce=True,
         misfire_grace_time=None,
+        next_run_time=datetime.now(UTC),
         id="tick",
     )
-    # The first tick runs at once (a baseline reading); the job then runs every interval.
-    _tick(daemon, before_tick)
     scheduler.start()
+    host = daemon.host
     log.info(
         "started",
-        backend=settings.backend.kind,
+        backend=host.kind,
+        uri=host.uri,
+        scheduler=host.scheduler,
         interval_s=settings.interval_s,
-        socket=str(c.socket),
-        state_dir=str(settings.state_dir),
+        socket=str(settings.socket_path),
+        policy=daemon.policy.name,
+        mode=settings.mode,
     )
-    sd_notify("READY=1\nSTATUS=started")
+    notify("READY=1\nSTATUS=started")
     try:
-        stop.wait()
+        while not stop.wait(0.5):
+            pass
     finally:
-        sd_notify("STOPPING=1")
+        notify("STOPPING=1")
         scheduler.shutdown(wait=True)
-        server.stop()
+        server.close()
+        daemon.shutdown()
     return 0

@@ -51,10 +51,12 @@ def group_id(name: str) -> int:
     return grp.getgrnam(name).gr_gid
 
 
-def is_admin(peer: Peer, admin_group: str) -> bool:
-    """Root, or a member (primary or supplementary) of the admin group."""
+def is_admin(peer: Peer, admin_group: str | None) -> bool:
+    """Root, or a member (primary or supplementary) of the admin group (None: root only)."""
     if peer.uid == 0:
         return True
+    if not admin_group:
+        return False
     try:
         g = grp.getgrnam(admin_group)
     except KeyError:
@@ -68,15 +70,29 @@ def is_admin(peer: Peer, admin_group: str) -> bool:
     return user in g.gr_mem
 
 
+#: Largest request accepted, in bytes; longer ones get a ``bad_request`` error.
+MAX_REQUEST_BYTES = 64 * 1024
+
+
 class ControlServer:
-    """Serves `ControlAPI` on a Unix socket from a background thread."""
+    """Serves `ControlAPI` on a Unix socket from a background thread started by `start`.
+
+    ``socket_group`` owns the socket (None: the daemon's own group, root on a real host);
+    ``admin_group`` may change settings besides root (None: root only).
+    """
 
     def __init__(
-        self, api: ControlAPI, path: Path, *, group: str, admin_group: str, max_request: int
+        self,
+        path: Path,
+        api: ControlAPI,
+        *,
+        socket_group: str | None = None,
+        admin_group: str | None = None,
+        max_request: int = MAX_REQUEST_BYTES,
     ) -> None:
         self.api = api
         self.path = path
-        self.group = group
+        self.group = socket_group
         self.admin_group = admin_group
         self.max_request = max_request
         self._sock: socket.socket | None = None
@@ -102,7 +118,8 @@ class ControlServer:
             sock.bind(str(self.path))
         finally:
             os.umask(old)
-        os.chown(self.path, -1, group_id(self.group))
+        if self.group:
+            os.chown(self.path, -1, group_id(self.group))
         os.chmod(self.path, SOCKET_MODE)
         sock.listen(16)
         sock.settimeout(0.2)
@@ -110,7 +127,8 @@ class ControlServer:
         self._thread = threading.Thread(target=self._serve, name="xvrd-control", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def close(self) -> None:
+        """Stop serving and remove the socket file."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
@@ -180,7 +198,8 @@ class ControlServer:
                 log.warning("change refused", command=req.command, uid=peer.uid, pid=peer.pid)
                 raise ControlError(
                     "forbidden",
-                    f"changing settings needs root or membership of group {self.admin_group!r}",
+                    "changing settings needs root"
+                    + (f" or membership of group {self.admin_group!r}" if self.admin_group else ""),
                 )
             return ok(dispatch(self.api, req))
         except ControlError as exc:

@@ -1,0 +1,232 @@
+"""The credit/credit2 mapping, against a stand-in for libvirt's libxl driver.
+
+There is no Xen here. The stand-in answers the calls the backend makes the way libvirt
+9.0's libxl driver documents them: Domain-0 listed with ID 0, scheduler 'credit' or
+'credit2' with 'weight' and 'cap', getCPUStats giving only cpu_time, vifs named vifN.M.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from conftest import import_libvirt
+
+import_libvirt()
+
+import libvirt  # noqa: E402
+
+from xvrd.backends.base import (  # noqa: E402
+    XEN_WEIGHT_RANGE,
+    InvalidSetting,
+    Pinning,
+    SchedParams,
+    Unsupported,
+)
+from xvrd.backends.libvirt import LibvirtBackend, _posix_cap  # noqa: E402
+
+VIF_XML = "<interface type='bridge'><target dev='{dev}'/></interface>"
+
+
+@dataclass
+class FakeXenDomain:
+    domid: int
+    dom_name: str
+    scheduler: str
+    params: dict[str, int] = field(default_factory=lambda: {"weight": 256, "cap": 0})
+    pins: list[tuple[bool, ...]] = field(default_factory=lambda: [(True, True)])
+    vifs: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.domid and not self.vifs:
+            self.vifs.append(f"vif{self.domid}.0")
+
+    def ID(self) -> int:  # noqa: N802 - libvirt's names
+        return self.domid
+
+    def name(self) -> str:
+        return self.dom_name
+
+    def UUIDString(self) -> str:  # noqa: N802
+        return f"00000000-0000-0000-0000-{self.domid:012d}"
+
+    def info(self) -> list[int]:
+        return [1, 0, 0, len(self.pins), 5_000_000_000 + self.domid]
+
+    def XMLDesc(self, _flags: int) -> str:  # noqa: N802
+        devices = "".join(VIF_XML.format(dev=v) for v in self.vifs)
+        return f"<domain type='xen'><devices>{devices}</devices></domain>"
+
+    def getCPUStats(self, _total: bool) -> list[dict[str, int]]:  # noqa: N802
+        return [{"cpu_time": 7_000_000_000 + self.domid}]
+
+    def interfaceStats(self, dev: str) -> tuple[int, ...]:  # noqa: N802
+        if dev not in self.vifs:
+            err = libvirt.libvirtError(f"invalid path, '{dev}' is not a known interface")
+            err.err = (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_FROM_LIBXL, str(err), 2)
+            raise err
+        return (1000, 10, 0, 1, 2000, 20, 0, -1)
+
+    def schedulerType(self) -> tuple[str, int]:  # noqa: N802
+        return (self.scheduler, len(self.params))
+
+    def schedulerParameters(self) -> dict[str, int]:  # noqa: N802
+        return dict(self.params)
+
+    def setSchedulerParameters(self, params: dict[str, int]) -> None:  # noqa: N802
+        self.params.update(params)
+
+    def vcpuPinInfo(self, _flags: int) -> list[tuple[bool, ...]]:  # noqa: N802
+        return list(self.pins)
+
+    def pinVcpu(self, vcpu: int, cpumap: tuple[bool, ...]) -> None:  # noqa: N802
+        self.pins[vcpu] = cpumap
+
+
+class FakeXenConnection:
+    def __init__(self, scheduler: str) -> None:
+        self.domains = [
+            FakeXenDomain(7, "web", scheduler),
+            FakeXenDomain(0, "Domain-0", scheduler, pins=[(True, True), (True, True)]),
+            FakeXenDomain(3, "router", scheduler),
+        ]
+
+    def getType(self) -> str:  # noqa: N802
+        return "Xen"
+
+    def getInfo(self) -> list[Any]:  # noqa: N802
+        return ["x86_64", 4096, 2, 2000, 1, 1, 2, 1]
+
+    def getCPUMap(self) -> tuple[int, list[bool], int]:  # noqa: N802
+        return (2, [True, True], 2)
+
+    def listAllDomains(self, _flags: int = 0) -> list[FakeXenDomain]:  # noqa: N802
+        return list(self.domains)
+
+    def close(self) -> int:
+        return 0
+
+
+def _backend(scheduler: str) -> tuple[LibvirtBackend, FakeXenConnection]:
+    backend = LibvirtBackend("xen:///system", connect=False)
+    conn = FakeXenConnection(scheduler)
+    backend._conn = conn
+    return backend, conn
+
+
+@pytest.mark.parametrize("scheduler", ["credit", "credit2"])
+def test_xen_host_info(scheduler: str) -> None:
+    """credit and credit2: Xen's weight range, a cap, dom0 listed so dom0 can be pinned."""
+    backend, _ = _backend(scheduler)
+    info = backend.info()
+    assert (info.scheduler, info.weight_range, info.cpus) == (scheduler, XEN_WEIGHT_RANGE, 2)
+    assert info.supports_cap
+    assert info.supports_dom0_pinning
+
+
+def test_domain0_first_then_creation_order() -> None:
+    """Domains come out by domain ID, Domain-0 first: the order Xen created them in."""
+    backend, _ = _backend("credit")
+    listed = backend.list_domains()
+    assert [(d.domid, d.name, d.creation_seq) for d in listed] == [
+        (0, "Domain-0", 0),
+        (3, "router", 1),
+        (7, "web", 2),
+    ]
+    assert listed[0].is_dom0
+    assert listed[0].vcpus == 2
+
+
+def test_counters_pass_through_guest_view_and_missing_counters_read_zero() -> None:
+    backend, _ = _backend("credit")
+    uuids = {d.name: d.uuid for d in backend.list_domains()}
+    router = backend.read_counters(uuids["router"])
+    assert router.cpu_ns == 7_000_000_003
+    (vif,) = router.vifs
+    assert (vif.name, vif.rx_bytes, vif.rx_drops, vif.tx_bytes, vif.tx_drops) == (
+        "vif3.0",
+        1000,
+        1,
+        2000,
+        0,
+    )
+    assert backend.read_counters(uuids["Domain-0"]).vifs == ()
+
+
+def test_weight_and_cap_are_set_with_libxl_names() -> None:
+    backend, conn = _backend("credit")
+    dom0 = backend.list_domains()[0]
+    backend.set_weight(dom0.uuid, 4096)
+    backend.set_cap(dom0.uuid, 150)
+    assert conn.domains[1].params == {"weight": 4096, "cap": 150}
+    assert backend.get_sched(dom0.uuid) == SchedParams(weight=4096, cap=150)
+
+
+def test_weight_outside_xen_range_is_refused() -> None:
+    backend, conn = _backend("credit2")
+    uuid = backend.list_domains()[1].uuid
+    for weight in (0, 65536):
+        with pytest.raises(InvalidSetting, match=r"\[1, 65535\]"):
+            backend.set_weight(uuid, weight)
+    assert conn.domains[2].params["weight"] == 256
+
+
+def test_cap_over_the_host_is_refused() -> None:
+    backend, _ = _backend("credit")
+    with pytest.raises(InvalidSetting, match=r"\[0, 200\]"):
+        backend.set_cap(backend.list_domains()[1].uuid, 201)
+
+
+def test_dom0_pinning_is_set_per_vcpu() -> None:
+    backend, conn = _backend("credit")
+    dom0 = backend.list_domains()[0]
+    backend.set_pinning(dom0.uuid, Pinning((frozenset({0}), frozenset({1}))))
+    assert conn.domains[1].pins == [(True, False), (False, True)]
+    assert backend.get_pinning(dom0.uuid) == Pinning((frozenset({0}), frozenset({1})))
+
+
+def test_other_xen_schedulers_are_unsupported() -> None:
+    backend, _ = _backend("rtds")
+    with pytest.raises(Unsupported, match="'rtds'"):
+        backend.info()
+
+
+@pytest.mark.parametrize(
+    ("quota", "period", "cap"),
+    [
+        (-1, 100000, 0),
+        (0, 100000, 0),
+        (50000, 100000, 50),
+        (250000, 100000, 250),
+        (17592186044415, 1000000, 0),
+    ],
+)
+def test_posix_global_quota_as_cap(quota: int, period: int, cap: int) -> None:
+    """The whole-domain CFS quota as % of one CPU; no quota is no cap."""
+    assert _posix_cap({"global_quota": quota, "global_period": period}) == cap
+
+
+def test_unplugged_vif_is_dropped_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vif gone since the XML was read: the XML is read again, the other vifs still count."""
+    backend, conn = _backend("credit")
+    router = conn.domains[2]
+    router.vifs.append("vif3.1")
+    uuid = backend.list_domains()[1].uuid
+    assert [v.name for v in backend.read_counters(uuid).vifs] == ["vif3.0", "vif3.1"]
+    router.vifs.remove("vif3.0")
+    assert [v.name for v in backend.read_counters(uuid).vifs] == ["vif3.1"]
+
+
+def test_hotplugged_vif_is_seen_once_the_xml_is_old(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new vif shows up when the cached XML is older than VIF_REFRESH_S."""
+    import xvrd.backends.libvirt as backend_module
+
+    backend, conn = _backend("credit")
+    uuid = backend.list_domains()[1].uuid
+    conn.domains[2].vifs.append("vif3.1")
+    backend.list_domains()
+    assert [v.name for v in backend.read_counters(uuid).vifs] == ["vif3.0"]
+    monkeypatch.setattr(backend_module, "VIF_REFRESH_S", -1.0)
+    backend.list_domains()
+    assert [v.name for v in backend.read_counters(uuid).vifs] == ["vif3.0", "vif3.1"]

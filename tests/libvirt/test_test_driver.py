@@ -1,0 +1,130 @@
+"""The backend against libvirt's test driver, in-process and through a private libvirtd."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conftest import import_libvirt
+from virsh import vcpupin
+
+import_libvirt()
+
+from xvrd.backends.base import Backend, DomainGone, InvalidSetting, Pinning, Unsupported  # noqa: E402
+from xvrd.backends.libvirt import LibvirtBackend  # noqa: E402
+
+pytestmark = pytest.mark.libvirt
+
+IN_PROCESS = "test:///default"
+
+
+@pytest.fixture(params=["in-process", "libvirtd"])
+def backend(request: pytest.FixtureRequest) -> Iterator[LibvirtBackend]:
+    """The same checks run against test:///default in-process and through libvirtd."""
+    uri = IN_PROCESS if request.param == "in-process" else request.getfixturevalue("test_uri")
+    b = LibvirtBackend(uri)
+    yield b
+    b.close()
+
+
+def test_is_a_backend(backend: LibvirtBackend) -> None:
+    """LibvirtBackend satisfies the Backend Protocol."""
+    assert isinstance(backend, Backend)
+
+
+def test_lists_the_running_domain(backend: LibvirtBackend) -> None:
+    """The test driver's one running domain is listed with its ID, name and vCPUs."""
+    domains = backend.list_domains()
+    assert [(d.domid, d.name, d.vcpus, d.creation_seq) for d in domains] == [(1, "test", 2, 0)]
+    assert not domains[0].is_dom0
+
+
+def test_reads_cpu_time_and_vif_counters(backend: LibvirtBackend) -> None:
+    """CPU time and the vif named in the XML (testnet0) are read, and do not go backwards."""
+    uuid = backend.list_domains()[0].uuid
+    first = backend.read_counters(uuid)
+    second = backend.read_counters(uuid)
+    assert first.cpu_ns > 0
+    assert [v.name for v in first.vifs] == ["testnet0"]
+    assert second.vifs[0].rx_bytes >= first.vifs[0].rx_bytes > 0
+    assert second.vifs[0].tx_packets >= first.vifs[0].tx_packets > 0
+
+
+def test_unknown_domain_is_gone(backend: LibvirtBackend) -> None:
+    """A UUID no domain has raises DomainGone, not a generic error."""
+    with pytest.raises(DomainGone):
+        backend.read_counters("00000000-0000-0000-0000-0000000000aa")
+
+
+def test_untunable_scheduler_is_unsupported_with_a_clear_message(backend: LibvirtBackend) -> None:
+    """The test driver's 'fair' scheduler has no usable weight: info and setters say so."""
+    uuid = backend.list_domains()[0].uuid
+    with pytest.raises(Unsupported, match=r"scheduler 'fair'.*cpu_shares"):
+        backend.info()
+    for call in (
+        lambda: backend.get_sched(uuid),
+        lambda: backend.set_weight(uuid, 512),
+        lambda: backend.set_cap(uuid, 50),
+    ):
+        with pytest.raises(Unsupported, match="fair"):
+            call()
+
+
+def test_pinning_out_of_range_is_refused_and_nothing_changes(backend: LibvirtBackend) -> None:
+    """A CPU the host lacks is InvalidSetting and leaves the pinning as it was."""
+    uuid = backend.list_domains()[0].uuid
+    before = backend.get_pinning(uuid)
+    with pytest.raises(InvalidSetting, match="do not exist"):
+        backend.set_pinning(uuid, Pinning((frozenset({0}), frozenset({4096}))))
+    with pytest.raises(InvalidSetting, match="no CPU"):
+        backend.set_pinning(uuid, Pinning((frozenset(),)))
+    assert backend.get_pinning(uuid) == before
+
+
+def test_pinning_set_is_read_back_by_virsh(test_uri: str) -> None:
+    """Pinning set through the backend is what `virsh vcpupin` sees from another process."""
+    backend = LibvirtBackend(test_uri)
+    try:
+        uuid = backend.list_domains()[0].uuid
+        backend.set_pinning(uuid, Pinning((frozenset({1}), frozenset({0, 2, 3}))))
+        assert vcpupin(test_uri, "test") == {0: frozenset({1}), 1: frozenset({0, 2, 3})}
+        assert backend.get_pinning(uuid) == Pinning((frozenset({1}), frozenset({0, 2, 3})))
+    finally:
+        backend.close()
+
+
+def _extra_domain_xml(name: str) -> str:
+    return f"""<domain type='test'><name>{name}</name><memory>65536</memory><vcpu>1</vcpu>
+      <os><type>hvm</type></os>
+      <devices><interface type='ethernet'><target dev='vif9.0'/></interface></devices>
+    </domain>"""
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["transient", "defined"])
+def test_domain_stopped_after_listing_is_gone(test_uri: str, persistent: bool) -> None:
+    """A domain destroyed between listing and reading raises DomainGone and drops out."""
+    import libvirt
+
+    other = libvirt.open(test_uri)
+    name = f"short-lived-{'defined' if persistent else 'transient'}"
+    if persistent:
+        dom = other.defineXML(_extra_domain_xml(name))
+        dom.create()
+    else:
+        dom = other.createXML(_extra_domain_xml(name), 0)
+    backend = LibvirtBackend(test_uri)
+    try:
+        listed = {d.name: d.uuid for d in backend.list_domains()}
+        uuid = listed[name]
+        assert [v.name for v in backend.read_counters(uuid).vifs] == ["vif9.0"]
+        dom.destroy()
+        with pytest.raises(DomainGone):
+            backend.read_counters(uuid)
+        with pytest.raises(DomainGone):
+            backend.get_pinning(uuid)
+        assert name not in {d.name for d in backend.list_domains()}
+    finally:
+        backend.close()
+        if persistent:
+            dom.undefine()
+        other.close()

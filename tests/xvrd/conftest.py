@@ -1,0 +1,27 @@
+"""Fixtures for the daemon core: a simulated host in batch mode and settings around it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simulator.scenario import report_scenario
+from xvrd.backends.simulated import SimulatorBackend
+from xvrd.config import Settings
+
+
+@pytest.fixture
+def backend() -> SimulatorBackend:
+    """Receive on 4 domUs; the clock moves only when a test advances it."""
+    return SimulatorBackend.from_scenario(report_scenario("receive", n_domus=4), speed=None)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        backend="simulator",
+        scenario=Path("unused.toml"),
+        state_dir=tmp_path / "state",
+        socket_path=tmp_path / "xvrd.sock",
+    )

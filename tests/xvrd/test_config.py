@@ -1,0 +1,77 @@
+"""Configuration: file, environment and flags; one clear message per bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xvrd.config import ConfigError, load_settings
+
+DOCUMENTED = Path(__file__).resolve().parents[2] / "config" / "xvrd.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "xvrd.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_documented_config_file_loads_and_matches_the_defaults() -> None:
+    from_file = load_settings(DOCUMENTED)
+    assert from_file.interval_s == 2.0
+    assert from_file.libvirt_uri == "xen:///system"
+    assert from_file.restore_on_exit is True
+
+
+def test_every_setting_is_documented_in_the_config_file() -> None:
+    from xvrd.config import Settings
+
+    text = DOCUMENTED.read_text(encoding="utf-8")
+    for key in Settings.model_fields:
+        assert f"{key} =" in text or f"# {key} =" in text, key
+
+
+def test_precedence_flags_then_environment_then_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "interval_s = 5\nmode = 'advise'\nlink_mbps = 10000\n")
+    monkeypatch.setenv("XVRD_INTERVAL_S", "7")
+    monkeypatch.setenv("XVRD_MODE", "auto")
+    s = load_settings(path, interval_s=9.0, mode=None)
+    assert s.interval_s == 9.0  # flag
+    assert s.mode == "auto"  # environment over file
+    assert s.link_mbps == 10000  # file over default
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("interval_s = 0", "interval_s: Input should be greater than or equal to 0.1 (got 0)"),
+        ("mode = 'yolo'", "mode: Input should be 'auto' or 'advise' (got 'yolo')"),
+        ("restore_on_exit = 'perhaps'", "restore_on_exit: Input should be a valid boolean"),
+        ("interval = 3", "interval: Extra inputs are not permitted"),
+        ("admin_group = 'wheel;rm'", "admin_group: must be a group name"),
+        ("backend = 'simulator'", "scenario: required when backend = 'simulator'"),
+    ],
+)
+def test_bad_value_names_the_key_and_what_is_accepted(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert message in str(info.value)
+
+
+def test_missing_explicit_file_and_broken_toml_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "interval_s = ["))
+
+
+def test_missing_default_file_means_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XVRD_CONFIG", raising=False)
+    monkeypatch.setattr("xvrd.config.DEFAULT_CONFIG_PATH", Path("/nonexistent/xvrd.toml"))
+    assert load_settings().interval_s == 2.0

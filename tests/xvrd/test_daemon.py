@@ -1,0 +1,235 @@
+"""The daemon on a simulated host in batch mode: ticks, overrides, hold, originals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xvrd.analysis import Assessment, Finding
+from xvrd.backends.base import Pinning
+from xvrd.backends.simulated import SimulatorBackend
+from xvrd.config import Settings
+from xvrd.control.api import DOMAIN_FIELDS, STATUS_FIELDS, ControlError
+from xvrd.daemon import Daemon
+from xvrd.policy.base import Decision, PolicyContext, SetWeight
+from xvrd.sampler import Observation
+from xvrd.state import StateError
+
+
+class WantsDom0At:
+    """A policy that always asks for dom0 at one weight and reports one finding."""
+
+    name = "test"
+
+    def __init__(self, weight: int) -> None:
+        self.weight = weight
+        self.calls = 0
+
+    def decide(
+        self, observation: Observation, assessment: Assessment, context: PolicyContext, state: Any
+    ) -> Decision:
+        self.calls += 1
+        dom0 = observation.dom0()
+        assert dom0 is not None
+        finding = Finding("unfairness", "test finding", {"jain": round(assessment.jain, 3)})
+        return Decision(
+            actions=(SetWeight(dom0.uuid, dom0.name, self.weight, "test wants it"),),
+            findings=(finding,),
+            state=(state or 0) + 1,
+        )
+
+
+def ticks(daemon: Daemon, backend: SimulatorBackend, n: int) -> None:
+    for _ in range(n):
+        backend.host.advance(2.0)
+        daemon.tick()
+
+
+def weight(backend: SimulatorBackend, name: str) -> int:
+    return next(d.weight for d in backend.host.domains() if d.name == name)
+
+
+def test_policy_acts_only_on_complete_observations(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    policy = WantsDom0At(4096)
+    daemon = Daemon(settings, backend, policy)
+    daemon.tick()  # first sample: no rates
+    assert policy.calls == 0
+    assert weight(backend, "Domain-0") == 256
+    ticks(daemon, backend, 1)
+    assert policy.calls == 1
+    assert weight(backend, "Domain-0") == 4096
+    assert daemon.policy_state == 1
+    status = daemon.status()
+    assert status["findings"][0]["kind"] == "unfairness"
+    assert status["actions"][-1]["new"] == "4096"
+    assert status["domains"][0]["weight_source"] == "auto"
+
+
+def test_status_document_has_every_documented_field(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    daemon = Daemon(settings, backend)
+    assert set(daemon.status()) >= set(STATUS_FIELDS)
+    ticks(daemon, backend, 2)
+    status = daemon.status()
+    json.dumps(status)
+    assert [d["name"] for d in status["domains"]] == ["Domain-0", "dom1", "dom2", "dom3", "dom4"]
+    for d in status["domains"]:
+        assert set(d) >= set(DOMAIN_FIELDS)
+        assert d["rx_mbps"] is not None
+    assert status["aggregate_mbps"] > 800
+    assert 0 < status["jain"] <= 1
+
+
+def test_hold_advise_and_overrides_block_the_policy(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    daemon = Daemon(settings, backend, WantsDom0At(4096))
+    daemon.hold("maintenance")
+    ticks(daemon, backend, 2)
+    assert weight(backend, "Domain-0") == 256
+    daemon.resume()
+    daemon.set_weight("Domain-0", 512)
+    ticks(daemon, backend, 2)
+    assert weight(backend, "Domain-0") == 512  # the override wins
+    daemon.unset("0")
+    assert weight(backend, "Domain-0") == 256  # original back
+    advise = Daemon(settings.model_copy(update={"mode": "advise"}), backend, WantsDom0At(4096))
+    ticks(advise, backend, 2)
+    assert weight(backend, "Domain-0") == 256
+
+
+def test_override_is_persisted_and_reapplied_after_a_crash(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    daemon = Daemon(settings, backend)
+    daemon.set_weight("dom2", 1024)
+    saved = json.loads((settings.state_dir / "state.json").read_text())
+    uuid = next(d.uuid for d in backend.host.domains() if d.name == "dom2")
+    assert saved["overrides"][uuid] == {"name": "dom2", "weight": 1024}
+    assert saved["originals"][uuid]["weight"] == 256
+    # The daemon dies without restoring; someone resets the weight meanwhile.
+    backend.host.set_weight(2, 300)
+    again = Daemon(settings, backend)
+    again.reconcile()
+    assert weight(backend, "dom2") == 1024
+    again.shutdown()
+    assert weight(backend, "dom2") == 256  # the original, recorded before the first change
+
+
+def test_shutdown_restores_originals_unless_told_not_to(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    daemon = Daemon(settings, backend, WantsDom0At(8192))
+    ticks(daemon, backend, 2)
+    daemon.pin_dom0(frozenset({0}))
+    assert backend.host.domain(0).pinning == (frozenset({0}),)
+    assert backend.host.domain(1).pinning == (frozenset({1}),)
+    restored = daemon.shutdown()
+    assert {r.setting for r in restored} == {"weight", "pinning"}
+    assert weight(backend, "Domain-0") == 256
+    assert backend.host.domain(1).pinning == (frozenset({0, 1}),)
+
+    keep = settings.model_copy(update={"restore_on_exit": False})
+    backend._closed = False
+    daemon = Daemon(keep, backend, WantsDom0At(8192))
+    ticks(daemon, backend, 2)
+    daemon.shutdown()
+    assert weight(backend, "Domain-0") == 8192
+    assert json.loads((keep.state_dir / "state.json").read_text())["originals"]
+
+
+def test_restore_command_puts_everything_back_and_holds(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    daemon = Daemon(settings, backend, WantsDom0At(4096))
+    ticks(daemon, backend, 2)
+    daemon.set_weight("dom1", 2000)
+    message = daemon.restore()
+    assert "restored 2 setting" in message
+    assert weight(backend, "Domain-0") == 256
+    assert weight(backend, "dom1") == 256
+    status = daemon.status()
+    assert status["hold"]["held"] is True
+    ticks(daemon, backend, 2)
+    assert weight(backend, "Domain-0") == 256
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        (lambda d: d.set_weight("nosuch", 300), "not_found"),
+        (lambda d: d.set_weight("dom1", 0), "invalid"),
+        (lambda d: d.set_weight("dom1", 65536), "invalid"),
+        (lambda d: d.unset("dom1"), "not_found"),
+        (lambda d: d.pin_dom0(frozenset({5})), "invalid"),
+        (lambda d: d.pin_dom0(frozenset({0, 1})), "invalid"),
+        (lambda d: d.unpin_dom0(), "not_found"),
+    ],
+)
+def test_bad_requests_are_refused_and_change_nothing(
+    settings: Settings, backend: SimulatorBackend, call: Any, code: str
+) -> None:
+    daemon = Daemon(settings, backend)
+    before = [(d.weight, d.pinning) for d in backend.host.domains()]
+    with pytest.raises(ControlError) as info:
+        call(daemon)
+    assert info.value.code == code
+    assert [(d.weight, d.pinning) for d in backend.host.domains()] == before
+    assert (
+        not (settings.state_dir / "state.json").exists()
+        or not json.loads((settings.state_dir / "state.json").read_text())["overrides"]
+    )
+
+
+def test_unreachable_host_is_reported_and_reconnected(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    clock = [0.0]
+    daemon = Daemon(settings, backend, monotonic=lambda: clock[0])
+    ticks(daemon, backend, 1)
+    backend._closed = True  # the host goes away
+    daemon.tick()
+    status = daemon.status()
+    assert status["backend"]["connected"] is False
+    assert "closed" in status["backend"]["last_error"]
+    with pytest.raises(ControlError) as info:
+        daemon.set_weight("dom1", 300)
+    assert info.value.code == "unavailable"
+    backend._closed = False
+    daemon.tick()  # too early: backoff
+    assert daemon.connected is False
+    clock[0] += 1.5
+    daemon.tick()
+    assert daemon.connected is True
+
+
+def test_corrupt_state_file_stops_the_start(settings: Settings, backend: SimulatorBackend) -> None:
+    settings.state_dir.mkdir(parents=True)
+    (settings.state_dir / "state.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(StateError, match="move it aside"):
+        Daemon(settings, backend)
+
+
+def test_state_file_is_replaced_atomically(settings: Settings, backend: SimulatorBackend) -> None:
+    daemon = Daemon(settings, backend)
+    daemon.hold("x")
+    daemon.resume()
+    assert sorted(p.name for p in Path(settings.state_dir).iterdir()) == ["state.json"]
+
+
+def test_pinning_override_survives_restart(settings: Settings, backend: SimulatorBackend) -> None:
+    Daemon(settings, backend).pin_dom0(frozenset({1}))
+    backend.host.set_pinning(0, [frozenset({0, 1})])
+    again = Daemon(settings, backend)
+    again.reconcile()
+    assert backend.host.domain(0).pinning == (frozenset({1}),)
+    assert again.status()["dom0_pin"] == [1]
+    again.unpin_dom0()
+    assert backend.host.domain(0).pinning == (frozenset({0, 1}),)
+    assert Pinning((frozenset({0, 1}),)) == backend.get_pinning(backend.host.domain(2).uuid)

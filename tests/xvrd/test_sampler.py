@@ -1,0 +1,115 @@
+"""Counters to rates: first sample, resets, domains coming and going."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from simulator.scenario import parse_scenario
+from xvrd.backends.base import (
+    XEN_WEIGHT_RANGE,
+    Domain,
+    DomainCounters,
+    DomainGone,
+    HostInfo,
+    Pinning,
+    SchedParams,
+    VifCounters,
+)
+from xvrd.backends.simulated import SimulatorBackend
+from xvrd.sampler import Sampler
+
+
+def test_first_sample_has_no_rates_and_the_second_has_them(backend: SimulatorBackend) -> None:
+    sampler = Sampler(backend)
+    first = sampler.sample()
+    assert not first.complete
+    assert all(d.rx_mbps is None for d in first.domains)
+    backend.host.advance(2.0)
+    second = sampler.sample()
+    assert second.complete
+    assert second.interval_s == 2.0
+    assert [d.name for d in second.domains] == ["Domain-0", "dom1", "dom2", "dom3", "dom4"]
+    total = sum(d.rx_mbps or 0 for d in second.domus())
+    assert 850 < total < 1000  # frame bytes of about 900 Mb/s of TCP goodput
+    assert all(0 <= (d.cpu_pct or 0) <= 100 for d in second.domains)
+    assert second.idle_pct is not None
+
+
+def test_domain_that_appears_or_restarts_has_no_rates_that_tick() -> None:
+    scenario = parse_scenario(
+        {
+            "domains": [
+                {"name": "a", "workload": "receive"},
+                {"name": "b", "workload": "receive", "start_s": 3.0, "stop_s": 5.0},
+            ],
+            "phases": [{"at_s": 7.0, "action": "start", "domain": "b"}],
+        }
+    )
+    backend = SimulatorBackend.from_scenario(scenario, speed=None)
+    sampler = Sampler(backend)
+    sampler.sample()
+    backend.host.advance(2.0)
+    assert sampler.sample().complete
+    backend.host.advance(2.0)  # b appears
+    obs = sampler.sample()
+    assert not obs.complete
+    assert next(d for d in obs.domains if d.name == "b").rx_mbps is None
+    backend.host.advance(2.0)  # b stopped at 5 s
+    obs = sampler.sample()
+    assert [d.name for d in obs.domains] == ["Domain-0", "a"]
+    assert obs.complete
+    backend.host.advance(2.0)  # b started again at 7 s: a new domain, the same UUID
+    obs = sampler.sample()
+    assert next(d for d in obs.domains if d.name == "b").rx_mbps is None
+
+
+@dataclass
+class ScriptedHost:
+    """A host whose counters a test sets directly (for resets the simulator cannot make)."""
+
+    now_ns: int = 0
+    cpu_ns: int = 0
+    rx_bytes: int = 0
+    gone: set[str] = field(default_factory=set)
+
+    def info(self) -> HostInfo:
+        return HostInfo("scripted", "test://", "credit", 2, XEN_WEIGHT_RANGE, True, True)
+
+    def clock_ns(self) -> int:
+        return self.now_ns
+
+    def list_domains(self) -> list[Domain]:
+        return [Domain(0, "Domain-0", "u0", 0, 1), Domain(1, "d", "u1", 1, 1)]
+
+    def read_counters(self, uuid: str) -> DomainCounters:
+        if uuid in self.gone:
+            raise DomainGone(uuid)
+        vif = VifCounters("vif1.0", self.rx_bytes, self.rx_bytes // 1500, 0, 0, 0, 0)
+        return DomainCounters(uuid, self.cpu_ns, (vif,) if uuid == "u1" else ())
+
+    def get_sched(self, uuid: str) -> SchedParams:
+        return SchedParams(256)
+
+    def get_pinning(self, uuid: str) -> Pinning:
+        return Pinning((frozenset({0, 1}),))
+
+
+def test_counters_going_backwards_give_no_rate_not_a_negative_one() -> None:
+    host = ScriptedHost()
+    sampler = Sampler(host)  # type: ignore[arg-type]
+    sampler.sample()
+    host.now_ns, host.cpu_ns, host.rx_bytes = 10**9, 5 * 10**8, 125_000_000
+    obs = sampler.sample()
+    d = obs.domains[1]
+    assert d.rx_mbps == 1000.0
+    assert d.cpu_pct == 25.0
+    host.now_ns, host.rx_bytes = 2 * 10**9, 1000  # the domain rebooted: counters reset
+    obs = sampler.sample()
+    assert obs.domains[1].rx_mbps is None
+    assert not obs.complete
+
+
+def test_domain_gone_between_listing_and_reading_is_left_out() -> None:
+    host = ScriptedHost(gone={"u1"})
+    obs = Sampler(host).sample()  # type: ignore[arg-type]
+    assert [d.uuid for d in obs.domains] == ["u0"]

@@ -1,0 +1,1 @@
+"""Policies decide; they never touch the host. See `xvrd.policy.base`."""

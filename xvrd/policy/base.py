@@ -1,0 +1,91 @@
+"""The policy slot: a pure step from what was observed to what to change.
+
+A policy gets the observation, its assessment, the context the operator set (manual
+overrides, hold, mode) and its own state from the previous tick, and returns actions and its
+new state. It never calls the backend, so it can be tested with hand-made observations and
+driven by the simulator at any speed. The daemon, not the policy, enforces overrides and
+hold: an action on an overridden domain, or any action while held, is dropped before the
+actuator (and logged as such), whatever a policy returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from xvrd.analysis import Assessment, Finding
+from xvrd.backends.base import Pinning, WeightRange
+from xvrd.sampler import Observation
+
+
+@dataclass(frozen=True, slots=True)
+class SetWeight:
+    """Change one domain's credit weight."""
+
+    uuid: str
+    name: str
+    weight: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetPinning:
+    """Change one domain's vCPU affinity (dom0 on its own pCPUs, domUs kept off them)."""
+
+    uuid: str
+    name: str
+    pinning: Pinning
+    reason: str
+
+
+Action = SetWeight | SetPinning
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    """What the operator set, as the policy must see it."""
+
+    weight_range: WeightRange
+    manual: frozenset[str] = frozenset()  # UUIDs with a manual weight
+    dom0_pin_manual: bool = False
+    held: bool = False
+    mode: str = "auto"  # "advise": decide and report, change nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A policy's output for one tick."""
+
+    actions: tuple[Action, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    state: Any = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Policy(Protocol):
+    """Decides what to change. ``state`` is whatever it returned last time (None at start)."""
+
+    name: str
+
+    def decide(
+        self,
+        observation: Observation,
+        assessment: Assessment,
+        context: PolicyContext,
+        state: Any,
+    ) -> Decision: ...
+
+
+class NoopPolicy:
+    """Changes nothing: the daemon observes, reports and honours overrides only."""
+
+    name = "noop"
+
+    def decide(
+        self,
+        observation: Observation,
+        assessment: Assessment,
+        context: PolicyContext,
+        state: Any,
+    ) -> Decision:
+        return Decision(state=state)
