@@ -131,6 +131,39 @@ def test_status_lists_every_domain_with_rates(daemon: RunningDaemon) -> None:
     assert not daemon.sock.exists()
 
 
+def test_watch_second_instance_and_sigint(daemon: RunningDaemon) -> None:
+    """--watch keeps printing; a second daemon on the same socket refuses; SIGINT stops."""
+    daemon.start()
+    watch = subprocess.Popen(
+        [*XVRD, "status", "--json", "--watch", "--socket", str(daemon.sock)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert watch.stdout is not None
+    frames = 0
+    for line in watch.stdout:
+        frames += line == "{\n"
+        if frames == 2:
+            break
+    watch.terminate()
+    watch.wait(timeout=10)
+    assert frames == 2
+    second = subprocess.run(
+        [*XVRD, "run", "--config", str(daemon.config), "--state-dir", str(daemon.base / "s2")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 69
+    assert "another xvrd is listening" in second.stderr
+    assert not (daemon.base / "s2" / "state.json").exists()  # refused before reconciling
+    assert daemon.status()["ticks"] >= 2
+    started = time.monotonic()
+    assert daemon.signal(signal.SIGINT) == 0
+    assert time.monotonic() - started < 5
+
+
 def test_override_survives_restart_and_sigterm_restores(daemon: RunningDaemon) -> None:
     """set-weight and pin-dom0 persist across a restart; SIGTERM puts back every change."""
     daemon.start()

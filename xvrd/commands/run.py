@@ -91,6 +91,12 @@ def main(args: argparse.Namespace) -> int:
     except BackendUnavailable as exc:
         print(f"xvrd: cannot reach the host: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
+    from xvrd.control.server import socket_in_use
+
+    if not args.once and socket_in_use(settings.socket_path):
+        # Checked before reconcile: a second daemon must not touch the host at all.
+        print(f"xvrd: another xvrd is listening on {settings.socket_path}", file=sys.stderr)
+        return EX_UNAVAILABLE
     try:
         daemon.reconcile()
     except BackendError as exc:

@@ -40,6 +40,18 @@ class Peer:
     gid: int
 
 
+def socket_in_use(path: Path) -> bool:
+    """True when a daemon answers on ``path`` (a stale socket file does not count)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def peer_of(conn: socket.socket) -> Peer:
     raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
@@ -103,15 +115,9 @@ class ControlServer:
         """Bind (replacing a stale socket file), set mode and group, start serving."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         if self.path.exists() or self.path.is_symlink():
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(str(self.path))
-            except OSError:
-                self.path.unlink()  # stale: nobody is listening
-            else:
+            if socket_in_use(self.path):
                 raise SocketInUse(f"another xvrd is listening on {self.path}")
-            finally:
-                probe.close()
+            self.path.unlink()  # stale: nobody is listening
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old = os.umask(0o117)
         try:
