@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from xvrd.control.api import ControlError
-from xvrd.control.client import call
+from xvrd.control.client import NoPermission, call
 from xvrd.state import StateStore
 
 XVRD = [sys.executable, "-m", "xvrd.cli"]
@@ -29,7 +29,7 @@ DOM0 = "00000000-0000-0000-0000-000000000000"
 class RunningDaemon:
     """One `xvrd run` process and the paths it uses."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, socket_group: str = "nogroup") -> None:
         self.base = base
         self.sock = base / "run" / "xvrd.sock"
         self.state_dir = base / "state"
@@ -39,7 +39,7 @@ class RunningDaemon:
         self.config.write_text(
             f'interval_s = 0.3\nstate_dir = "{self.state_dir}"\nbackend = "simulator"\n'
             f'scenario = "{scenario}"\nsocket_path = "{self.sock}"\n'
-            'socket_group = "nogroup"\nadmin_group = "root"\n'
+            f'socket_group = "{socket_group}"\nadmin_group = "root"\n'
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -246,6 +246,8 @@ def _as_nobody(sock: Path, command: str, **args: Any) -> tuple[str, Any]:
                 out: tuple[str, Any] = ("ok", call(sock, command, **args))
             except ControlError as exc:
                 out = ("error", exc.code)
+            except NoPermission:
+                out = ("no_permission", None)
             os.write(w, json.dumps(out).encode())
         finally:
             os._exit(0)
@@ -274,6 +276,20 @@ def test_other_uid_may_read_but_not_change(daemon: RunningDaemon) -> None:
     doc = daemon.status()
     assert weights(doc)["dom1"] == (256, "default")
     assert not doc["hold"]["held"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to another uid")
+def test_other_uid_outside_socket_group_cannot_connect(base: Path) -> None:
+    """With socket_group empty the socket is root's alone: another uid cannot even read."""
+    d = RunningDaemon(base, socket_group="")
+    try:
+        d.start()
+        assert oct(d.sock.stat().st_mode & 0o777) == "0o660"
+        assert _as_nobody(d.sock, "status") == ("no_permission", None)
+    finally:
+        if d.proc is not None:
+            d.proc.kill()
+            d.proc.wait()
 
 
 def _raw(sock: Path, payload: bytes) -> dict[str, Any]:
