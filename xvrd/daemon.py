@@ -249,7 +249,9 @@ class Daemon:
             if not self.connected:
                 raise ControlError("unavailable", f"host unreachable: {self.last_error}")
             try:
-                return fn()
+                message = fn()
+                self._refresh_settings()
+                return message
             except DomainGone as exc:
                 raise ControlError("not_found", str(exc)) from None
             except InvalidSetting as exc:
@@ -259,6 +261,27 @@ class Daemon:
             except BackendUnavailable as exc:
                 self._lost(exc)
                 raise ControlError("unavailable", f"host unreachable: {exc}") from None
+
+    def _refresh_settings(self) -> None:
+        """Re-read the settings status shows, so an operator's change shows at once.
+
+        Rates stay those of the last tick; a domain that vanished keeps its last settings.
+        """
+        obs = self.observation
+        if obs is None:
+            return
+        fresh = []
+        for d in obs.domains:
+            try:
+                sched = self.backend.get_sched(d.uuid)
+                pinning = self.backend.get_pinning(d.uuid)
+            except DomainGone:
+                fresh.append(d)
+                continue
+            except BackendUnavailable:
+                return  # the change was made; the next tick will show it
+            fresh.append(replace(d, weight=sched.weight, cap=sched.cap, pinning=pinning))
+        self.observation = replace(obs, domains=tuple(fresh))
 
     # ------------------------------------------------------------------ ControlAPI
     def set_weight(self, domain: str, weight: int) -> str:
