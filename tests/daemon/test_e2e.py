@@ -172,6 +172,7 @@ def test_override_survives_restart_and_sigterm_restores(daemon: RunningDaemon) -
     doc = daemon.status()  # shows the change at once, not at the next tick
     assert doc["domains"][0]["pinning"] == [[0]]
     assert weights(doc)["dom2"] == (1024, "manual")
+    assert weights(doc)["dom1"] == (256, "default")  # pinned away from dom0, weight untouched
     assert daemon.signal(signal.SIGTERM) == 0
     restored = [
         (e["domain"], e["setting"])
