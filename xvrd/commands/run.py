@@ -9,6 +9,7 @@ tick's time.
 from __future__ import annotations
 
 import argparse
+import grp
 import json
 import signal
 import sys
@@ -69,9 +70,22 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, **{k: getattr(args, k) for k in keys})
 
 
+def _check_groups(settings: Settings) -> None:
+    """The socket's groups must exist before anything touches the host."""
+    for key in ("socket_group", "admin_group"):
+        name = getattr(settings, key)
+        if not name:
+            continue
+        try:
+            grp.getgrnam(name)
+        except KeyError:
+            raise ConfigError(f"{key}: no such group {name!r} (a group name, or empty)") from None
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
+        _check_groups(settings)
     except ConfigError as exc:
         print(f"xvrd: {exc}", file=sys.stderr)
         return EX_CONFIG
