@@ -151,7 +151,7 @@ class Daemon:
                 if not self._apply_policy_action(action, context):
                     break
             if decision.actions:
-                self._refresh_settings()  # status shows the settings as they are now
+                self._refresh_settings()  # status shows the policy's changes at once too
             return self.observation
 
     def _context(self) -> PolicyContext:
@@ -245,6 +245,22 @@ class Daemon:
                 return d
         raise ControlError("not_found", f"no running domain named {domain!r} (name, UUID or ID)")
 
+    def _refresh_settings(self) -> None:
+        """Re-read weights and pinning into the last observation, so status shows a change
+        made by an operator at once rather than a tick later."""
+        obs = self.observation
+        if obs is None:
+            return
+        rows = []
+        for d in obs.domains:
+            try:
+                sched = self.backend.get_sched(d.uuid)
+                pinning = self.backend.get_pinning(d.uuid)
+            except DomainGone:
+                continue
+            rows.append(replace(d, weight=sched.weight, cap=sched.cap, pinning=pinning))
+        self.observation = replace(obs, domains=tuple(rows))
+
     def _guard(self, fn: Callable[[], str]) -> str:
         """Run an operator command under the lock, turning host errors into ControlErrors."""
         with self.lock:
@@ -263,27 +279,6 @@ class Daemon:
             except BackendUnavailable as exc:
                 self._lost(exc)
                 raise ControlError("unavailable", f"host unreachable: {exc}") from None
-
-    def _refresh_settings(self) -> None:
-        """Re-read the settings status shows, so an operator's change shows at once.
-
-        Rates stay those of the last tick; a domain that vanished keeps its last settings.
-        """
-        obs = self.observation
-        if obs is None:
-            return
-        fresh = []
-        for d in obs.domains:
-            try:
-                sched = self.backend.get_sched(d.uuid)
-                pinning = self.backend.get_pinning(d.uuid)
-            except DomainGone:
-                fresh.append(d)
-                continue
-            except BackendUnavailable:
-                return  # the change was made; the next tick will show it
-            fresh.append(replace(d, weight=sched.weight, cap=sched.cap, pinning=pinning))
-        self.observation = replace(obs, domains=tuple(fresh))
 
     # ------------------------------------------------------------------ ControlAPI
     def set_weight(self, domain: str, weight: int) -> str:

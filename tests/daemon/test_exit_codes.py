@@ -65,10 +65,3 @@ def test_unknown_group(tmp_path: Path) -> None:
     assert r.stderr.strip() == (
         "xvrd: admin_group: no such group 'no-such-group-xvrd' (a group name, or empty)"
     )
-
-
-def test_client_with_bad_config(tmp_path: Path) -> None:
-    """`xvrd status` reads the socket path from the config: a bad one exits 78 too."""
-    r = run("status", "--config", str(tmp_path / "nope.toml"))
-    assert r.returncode == 78
-    assert "does not exist" in r.stderr

@@ -1,1 +1,1 @@
-"""Sub-commands of `xvrd`: each module exposes ``register(subparsers)``."""
+"""CLI sub-commands, one module each, registered by `xvrd.cli`."""

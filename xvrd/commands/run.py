@@ -12,6 +12,7 @@ import argparse
 import grp
 import json
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,6 +28,8 @@ from xvrd.config import ConfigError, Settings, load_settings
 from xvrd.daemon import Daemon
 from xvrd.logs import configure_logging
 from xvrd.notify import notify, watchdog_interval_s
+from xvrd.policy.adaptive import AdaptivePolicy
+from xvrd.policy.base import NoopPolicy, Policy
 from xvrd.state import StateError
 
 EX_CONFIG = 78
@@ -51,6 +54,7 @@ def register(sub: Any) -> None:
     p.add_argument("--interval", dest="interval_s", type=float, help="seconds between ticks")
     p.add_argument("--socket", dest="socket_path", type=Path, help="control socket path")
     p.add_argument("--state-dir", type=Path, help="directory for persisted state")
+    p.add_argument("--policy", choices=["adaptive", "noop"], help="adaptive or noop")
     p.add_argument("--mode", choices=["auto", "advise"], help="apply changes, or only report")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
     p.add_argument(
@@ -65,13 +69,20 @@ def register(sub: Any) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     keys = (
         "backend", "libvirt_uri", "scenario", "speed", "seed", "interval_s",
-        "socket_path", "state_dir", "mode", "log_format",
+        "socket_path", "state_dir", "policy", "mode", "log_format",
     )  # fmt: skip
     return load_settings(args.config, **{k: getattr(args, k) for k in keys})
 
 
+def make_policy(settings: Settings) -> Policy:
+    """The policy in the daemon's slot, as configured."""
+    if settings.policy == "adaptive":
+        return AdaptivePolicy()
+    return NoopPolicy()
+
+
 def _check_groups(settings: Settings) -> None:
-    """The socket's groups must exist before anything touches the host."""
+    """The socket's groups must exist; checked before anything touches the host."""
     for key in ("socket_group", "admin_group"):
         name = getattr(settings, key)
         if not name:
@@ -82,6 +93,16 @@ def _check_groups(settings: Settings) -> None:
             raise ConfigError(f"{key}: no such group {name!r} (a group name, or empty)") from None
 
 
+def socket_in_use(path: Path) -> bool:
+    """True when a daemon answers on ``path`` (a stale socket file left by a crash does not)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
@@ -89,10 +110,15 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"xvrd: {exc}", file=sys.stderr)
         return EX_CONFIG
+    if not args.once and socket_in_use(settings.socket_path):
+        # Before anything touches the host or the state file: a second daemon that went on to
+        # reconcile, fail to bind, then shut down would put back the running daemon's changes.
+        print(f"xvrd: another xvrd is listening on {settings.socket_path}", file=sys.stderr)
+        return EX_UNAVAILABLE
     configure_logging(settings.log_format, settings.log_level)
     try:
         backend = make_backend(settings)
-        daemon = Daemon(settings, backend)
+        daemon = Daemon(settings, backend, make_policy(settings))
     except ConfigError as exc:
         print(f"xvrd: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -104,12 +130,6 @@ def main(args: argparse.Namespace) -> int:
         return EX_CONFIG
     except BackendUnavailable as exc:
         print(f"xvrd: cannot reach the host: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
-    from xvrd.control.server import socket_in_use
-
-    if not args.once and socket_in_use(settings.socket_path):
-        # Checked before reconcile: a second daemon must not touch the host at all.
-        print(f"xvrd: another xvrd is listening on {settings.socket_path}", file=sys.stderr)
         return EX_UNAVAILABLE
     try:
         daemon.reconcile()
@@ -144,7 +164,7 @@ def serve(daemon: Daemon, settings: Settings) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from xvrd.control.server import ControlServer, SocketInUse
+    from xvrd.control.server import ControlServer, SocketSetupError
 
     stop = threading.Event()
 
@@ -166,18 +186,18 @@ def serve(daemon: Daemon, settings: Settings) -> int:
         if watchdog is not None:
             notify("WATCHDOG=1")
 
-    server = ControlServer(
-        settings.socket_path,
-        daemon,
-        socket_group=settings.socket_group or None,
-        admin_group=settings.admin_group or None,
-    )
     try:
+        server = ControlServer(
+            settings.socket_path,
+            daemon,
+            socket_group=settings.socket_group or None,
+            admin_group=settings.admin_group or None,
+        )
         server.start()
-    except (SocketInUse, OSError, KeyError) as exc:
-        print(f"xvrd: cannot serve the control socket: {exc}", file=sys.stderr)
+    except SocketSetupError as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
         daemon.shutdown()
-        return EX_UNAVAILABLE
+        return EX_CONFIG
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
         job,

@@ -1,52 +1,119 @@
-"""The client side of the control socket, used by `xvrd status` and the override commands."""
+"""The client side of the control socket: the `ControlAPI`, spoken over the wire.
+
+`ControlClient` implements the same Protocol the daemon does, so the CLI reads like a call
+into the daemon, and a refusal arrives as the same `ControlError` the daemon raised. Two
+failures are not the daemon's answer and get their own exceptions: no daemon at the path,
+and no permission to reach the socket.
+"""
 
 from __future__ import annotations
 
-import errno
-import json
+import os
 import socket
-from pathlib import Path
 from typing import Any
 
+from xvrd.control import protocol
 from xvrd.control.api import ControlError
-from xvrd.control.protocol import encode_request
+
+DEFAULT_SOCKET_PATH = "/run/xvrd/xvrd.sock"
+#: Environment variable that overrides the default socket path.
+SOCKET_PATH_ENV = "XVRD_SOCKET_PATH"
+#: Seconds to wait for an answer; a tick in progress holds the daemon for a fraction of this.
+DEFAULT_TIMEOUT_S = 10.0
 
 
-class NotRunning(Exception):
-    """No daemon answers on the socket."""
+class DaemonNotRunning(Exception):
+    """Nothing listens at the socket path (no file, or a stale socket)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"xvrd is not running (no daemon at {path})")
 
 
-class NoPermission(Exception):
-    """The socket exists but this user may not open it."""
+class SocketPermissionDenied(Exception):
+    """The socket (or its directory) exists but this user may not connect to it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"permission denied connecting to {path} "
+            "(run as root or as a member of the socket's group)"
+        )
 
 
-def call(path: Path, command: str, timeout_s: float = 10.0, **args: Any) -> Any:
-    """Send one request; the result, or `ControlError` with the daemon's refusal."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout_s)
-        try:
-            s.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise NotRunning(f"xvrd is not running (nothing answers on {path})") from None
-        except PermissionError:
-            raise NoPermission(
-                f"permission denied on {path}: status needs membership of the socket's group"
-            ) from None
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK):
-                raise NotRunning(f"xvrd is not running (nothing answers on {path})") from None
-            raise
-        s.sendall(encode_request(command, **args))
-        buf = bytearray()
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    if not buf:
-        raise NotRunning(f"xvrd closed the connection on {path} without answering")
-    reply = json.loads(buf)
-    if not reply.get("ok"):
-        err = reply.get("error", {})
-        raise ControlError(str(err.get("code")), str(err.get("message")))
-    return reply.get("result")
+def default_socket_path() -> str:
+    return os.environ.get(SOCKET_PATH_ENV) or DEFAULT_SOCKET_PATH
+
+
+class ControlClient:
+    """One connection per call, as the protocol prescribes."""
+
+    def __init__(self, path: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.path = path
+        self.timeout_s = timeout_s
+
+    def call(self, command: str, args: dict[str, Any] | None = None) -> Any:
+        """Send one request; the result, or the daemon's refusal raised as `ControlError`."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(self.timeout_s)
+            try:
+                conn.connect(self.path)
+            except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+                raise DaemonNotRunning(self.path) from None
+            except PermissionError:
+                raise SocketPermissionDenied(self.path) from None
+            try:
+                conn.sendall(protocol.encode_request(command, args))
+                raw = _read_response(conn)
+            except TimeoutError:
+                raise ControlError(
+                    "unavailable", f"the daemon did not answer within {self.timeout_s:g} s"
+                ) from None
+            except (ConnectionResetError, BrokenPipeError):
+                raise ControlError(
+                    "unavailable", "the daemon closed the connection without answering"
+                ) from None
+        return protocol.decode_response(raw)
+
+    # --- the ControlAPI, over the wire ----------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        result = self.call("status")
+        if not isinstance(result, dict):
+            raise ControlError("bad_request", "the daemon sent a status that is not an object")
+        return result
+
+    def set_weight(self, domain: str, weight: int) -> str:
+        return str(self.call("set_weight", {"domain": domain, "weight": weight}))
+
+    def unset(self, domain: str) -> str:
+        return str(self.call("unset", {"domain": domain}))
+
+    def pin_dom0(self, cpus: frozenset[int]) -> str:
+        return str(self.call("pin_dom0", {"cpus": sorted(cpus)}))
+
+    def unpin_dom0(self) -> str:
+        return str(self.call("unpin_dom0"))
+
+    def hold(self, reason: str) -> str:
+        return str(self.call("hold", {"reason": reason}))
+
+    def resume(self) -> str:
+        return str(self.call("resume"))
+
+    def restore(self) -> str:
+        return str(self.call("restore"))
+
+
+def _read_response(conn: socket.socket) -> bytes:
+    buffer = bytearray()
+    while b"\n" not in buffer:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        buffer += chunk
+        if len(buffer) > protocol.MAX_RESPONSE_BYTES:
+            raise ControlError("bad_request", "the daemon's response is too large")
+    if not buffer:
+        raise ControlError("unavailable", "the daemon closed the connection without answering")
+    return bytes(buffer.split(b"\n", 1)[0])
