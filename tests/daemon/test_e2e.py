@@ -27,7 +27,7 @@ SCENARIO = Path(__file__).resolve().parents[2] / "simulator" / "scenarios" / "re
 class RunningDaemon:
     """One `xvrd run` process and the paths it uses."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, policy: str = "noop", scenario: Path = SCENARIO) -> None:
         self.base = base
         self.sock = base / "xvrd.sock"
         self.state_dir = base / "state"
@@ -35,8 +35,8 @@ class RunningDaemon:
         self.log = base / "daemon.log"
         self.config.write_text(
             f'interval_s = 0.3\nstate_dir = "{self.state_dir}"\nbackend = "simulator"\n'
-            f'scenario = "{SCENARIO}"\nsocket_path = "{self.sock}"\n'
-            'policy = "noop"\n'  # nothing changes the host but what a test asks for
+            f'scenario = "{scenario}"\nsocket_path = "{self.sock}"\n'
+            f'policy = "{policy}"\n'  # noop: nothing changes the host but what a test asks
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -105,6 +105,30 @@ def test_hold_is_persisted_across_a_restart(daemon: RunningDaemon) -> None:
     assert daemon.status()["hold"]["reason"] == "maintenance"
     assert daemon.cli("resume").returncode == 0
     assert not daemon.status()["hold"]["held"]
+
+
+def test_hold_keeps_the_adaptive_policy_off_until_resume() -> None:
+    """With a hold saved before start, the adaptive policy leaves dom0's weight alone on the
+    receive-8 host (where it otherwise raises it); after `xvrd resume` it acts."""
+    base = Path(tempfile.mkdtemp(prefix="xvrd-e2e-"))
+    d = RunningDaemon(base, policy="adaptive", scenario=SCENARIO.with_name("receive-8.toml"))
+    d.state_dir.mkdir()
+    (d.state_dir / "state.json").write_text(
+        json.dumps({"version": 1, "hold": {"reason": "testing", "since": "2026-01-01T00:00:00Z"}})
+    )
+    try:
+        d.start()
+        d.wait_for(lambda doc: doc["ticks"] >= 8)
+        dom0 = d.status()["domains"][0]
+        assert (dom0["weight"], dom0["weight_source"]) == (256, "default")
+        assert d.cli("resume").returncode == 0
+        d.wait_for(lambda doc: doc["domains"][0]["weight"] > 256)
+        assert d.status()["domains"][0]["weight_source"] == "auto"
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_second_daemon_is_refused_before_touching_anything(daemon: RunningDaemon) -> None:
