@@ -281,8 +281,7 @@ class AdaptivePolicy:
             evidence = "; ".join(f.summary for f in findings)
             target = wr.clamp(estimate if estimate > dom0.weight * 1.2 else dom0.weight * 2)
             if weight_free and target > dom0.weight:
-                reason = f"dom0 weight {dom0.weight} -> {target}: {evidence}"
-                return self._weight_trial(dom0, target, "raise", reason, baseline)
+                return self._weight_trial(dom0, target, "raise", evidence, baseline)
             if (
                 not pinned
                 and not context.dom0_pin_manual
@@ -297,7 +296,7 @@ class AdaptivePolicy:
         if regime_changed and dom0.weight > max(wr.default, estimate) * 1.5:
             # Fewer or lighter network-active domUs: start again from the estimate.
             target = max(wr.default, estimate)
-            reason = f"traffic changed {st.regime}: dom0 weight {dom0.weight} -> {target}"
+            reason = f"less traffic to serve: estimate {estimate} for {sum(st.regime)} domUs"
             return self._weight_trial(dom0, target, "lower", reason, baseline)
         if st.clear >= GIVE_BACK_AFTER and assessment.idle_pct < IDLE_NEEDED_PCT:
             if pinned and not context.dom0_pin_manual:
@@ -305,8 +304,8 @@ class AdaptivePolicy:
             if dom0.weight > wr.default:
                 target = max(wr.default, dom0.weight // 2)
                 reason = (
-                    f"give CPU back: dom0 weight {dom0.weight} -> {target}, no findings for "
-                    f"{st.clear} ticks and {assessment.idle_pct:.0f} % idle"
+                    f"give CPU back: no findings for {st.clear} ticks and only "
+                    f"{assessment.idle_pct:.0f} % idle"
                 )
                 return self._weight_trial(dom0, target, "lower", reason, baseline)
         return None
@@ -324,7 +323,7 @@ class AdaptivePolicy:
     ) -> tuple[tuple[Action, ...], Trial]:
         old = dom0.weight
         change = (SetWeight(dom0.uuid, dom0.name, new, reason),)
-        revert = (SetWeight(dom0.uuid, dom0.name, old, f"no better: dom0 weight back to {old}"),)
+        revert = (SetWeight(dom0.uuid, dom0.name, old, f"{purpose} did not help: back to {old}"),)
         return change, Trial(purpose, revert, baseline)
 
     @staticmethod
