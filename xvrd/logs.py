@@ -19,6 +19,10 @@ LEVELS = {
 }
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     """Set up structlog for the process. ``fmt``: auto, json or console."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -36,7 +40,9 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Look stderr up when a logger is made (each call, as loggers are not cached): a
+        # process that swaps its stderr (a test harness, a daemonising wrapper) still gets it.
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     # APScheduler logs every job run at INFO: that is per tick, not per change.
