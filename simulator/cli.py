@@ -90,7 +90,7 @@ def register(sub: Any) -> None:
     suite = p.add_argument_group("suite")
     suite.add_argument(
         "--strategies",
-        default="default,formula,oracle",
+        default="default,formula,adaptive,oracle",
         help="comma-separated: default, formula, oracle and registered controllers",
     )
     suite.add_argument("--quick", action="store_true", help="one scenario of each kind")
@@ -248,6 +248,10 @@ def _suite(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    from xvrd.logs import configure_logging
+
+    # Batch runs drive the daemon's code: its change-by-change log is for a live daemon.
+    configure_logging("console", "error")
     if args.action == "calibrate":
         return _calibrate(args)
     if args.action == "suite":

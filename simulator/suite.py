@@ -93,7 +93,16 @@ def register_controller(name: str, factory: ControllerFactory) -> None:
     _CONTROLLERS[name] = factory
 
 
+def _builtin_controllers() -> None:
+    """The daemon's adaptive policy, registered on first use (it imports the daemon)."""
+    if "adaptive" not in _CONTROLLERS:
+        from simulator.closed_loop import adaptive_controller
+
+        _CONTROLLERS["adaptive"] = adaptive_controller
+
+
 def controllers() -> list[str]:
+    _builtin_controllers()
     return sorted(_CONTROLLERS)
 
 
@@ -151,13 +160,13 @@ def suite_scenarios(quick: bool = False) -> list[Scenario]:
                 "name": "app-limited",
                 "duration_s": 60,
                 "domains": [
+                    {"name": "greedy", "count": 3, "workload": "send"},
                     {
                         "name": "limited",
                         "workload": "tcp_rate",
                         "direction": "send",
                         "rate_mbps": 100,
                     },
-                    {"name": "greedy", "count": 3, "workload": "send"},
                 ],
             }
         )
@@ -207,6 +216,7 @@ def run_strategy(
 ) -> SuiteResult:
     """Run one scenario under a static setting or a registered controller."""
     started = time.perf_counter()
+    _builtin_controllers()
     host = SimulatedHost(scenario, seed=seed)
     controller: Controller | None = None
     setting = "default weights"
@@ -297,6 +307,7 @@ def oracle(scenario: Scenario, seed: int = 0) -> SuiteResult:
 
 def run_suite(scenarios: list[Scenario], strategies: list[str], seed: int = 0) -> list[SuiteResult]:
     """Every scenario under every strategy, in order."""
+    _builtin_controllers()
     results = []
     for scenario in scenarios:
         for strategy in strategies:

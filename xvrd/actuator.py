@@ -77,6 +77,7 @@ class Actuator:
         self.state = state
         self.weight_range = weight_range
         self.history: deque[ActionRecord] = deque(maxlen=ACTION_HISTORY)
+        self.applied = 0  # changes made since start
 
     # ------------------------------------------------------------------ originals
     def remember(self, uuid: str, name: str) -> Original:
@@ -144,6 +145,7 @@ class Actuator:
     ) -> ActionRecord:
         old, new = change
         record = ActionRecord(now_iso(), name, setting, old, new, reason, applied, error)
+        self.applied += applied
         if applied or error:
             self.history.append(record)
             event = "setting changed" if applied else "setting change failed"

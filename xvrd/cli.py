@@ -21,9 +21,10 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 def _registrars() -> list[Registrar]:
     # Imported here so `xvrd --help` stays cheap and each command's heavy imports are its own.
     import simulator.cli as simulate_cli
+    import xvrd.commands.control as control_cli
     from xvrd.commands import run
 
-    return [run.register, simulate_cli.register]
+    return [run.register, control_cli.register, simulate_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

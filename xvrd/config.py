@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     interval_s: float = Field(2.0, ge=0.1, le=3600)
     """Seconds between control-loop ticks."""
 
+    policy: Literal["adaptive", "noop"] = "adaptive"
+    """adaptive: tune dom0's weight and pinning; noop: observe, report, honour overrides."""
+
     mode: Literal["auto", "advise"] = "auto"
     """auto: apply the policy's changes; advise: only report what it would change."""
 

@@ -243,13 +243,31 @@ class Daemon:
                 return d
         raise ControlError("not_found", f"no running domain named {domain!r} (name, UUID or ID)")
 
+    def _refresh_settings(self) -> None:
+        """Re-read weights and pinning into the last observation, so status shows a change
+        made by an operator at once rather than a tick later."""
+        obs = self.observation
+        if obs is None:
+            return
+        rows = []
+        for d in obs.domains:
+            try:
+                sched = self.backend.get_sched(d.uuid)
+                pinning = self.backend.get_pinning(d.uuid)
+            except DomainGone:
+                continue
+            rows.append(replace(d, weight=sched.weight, cap=sched.cap, pinning=pinning))
+        self.observation = replace(obs, domains=tuple(rows))
+
     def _guard(self, fn: Callable[[], str]) -> str:
         """Run an operator command under the lock, turning host errors into ControlErrors."""
         with self.lock:
             if not self.connected:
                 raise ControlError("unavailable", f"host unreachable: {self.last_error}")
             try:
-                return fn()
+                message = fn()
+                self._refresh_settings()
+                return message
             except DomainGone as exc:
                 raise ControlError("not_found", str(exc)) from None
             except InvalidSetting as exc:

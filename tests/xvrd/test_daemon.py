@@ -233,3 +233,14 @@ def test_pinning_override_survives_restart(settings: Settings, backend: Simulato
     again.unpin_dom0()
     assert backend.host.domain(0).pinning == (frozenset({0, 1}),)
     assert Pinning((frozenset({0, 1}),)) == backend.get_pinning(backend.host.domain(2).uuid)
+
+
+def test_status_shows_an_operator_change_at_once(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    daemon = Daemon(settings, backend)
+    ticks(daemon, backend, 2)
+    daemon.set_weight("dom3", 777)
+    row = next(d for d in daemon.status()["domains"] if d["name"] == "dom3")
+    assert row["weight"] == 777
+    assert row["weight_source"] == "manual"

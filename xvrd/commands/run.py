@@ -26,6 +26,8 @@ from xvrd.config import ConfigError, Settings, load_settings
 from xvrd.daemon import Daemon
 from xvrd.logs import configure_logging
 from xvrd.notify import notify, watchdog_interval_s
+from xvrd.policy.adaptive import AdaptivePolicy
+from xvrd.policy.base import NoopPolicy, Policy
 from xvrd.state import StateError
 
 EX_CONFIG = 78
@@ -50,6 +52,7 @@ def register(sub: Any) -> None:
     p.add_argument("--interval", dest="interval_s", type=float, help="seconds between ticks")
     p.add_argument("--socket", dest="socket_path", type=Path, help="control socket path")
     p.add_argument("--state-dir", type=Path, help="directory for persisted state")
+    p.add_argument("--policy", choices=["adaptive", "noop"], help="adaptive or noop")
     p.add_argument("--mode", choices=["auto", "advise"], help="apply changes, or only report")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
     p.add_argument(
@@ -64,9 +67,16 @@ def register(sub: Any) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     keys = (
         "backend", "libvirt_uri", "scenario", "speed", "seed", "interval_s",
-        "socket_path", "state_dir", "mode", "log_format",
+        "socket_path", "state_dir", "policy", "mode", "log_format",
     )  # fmt: skip
     return load_settings(args.config, **{k: getattr(args, k) for k in keys})
+
+
+def make_policy(settings: Settings) -> Policy:
+    """The policy in the daemon's slot, as configured."""
+    if settings.policy == "adaptive":
+        return AdaptivePolicy()
+    return NoopPolicy()
 
 
 def main(args: argparse.Namespace) -> int:
@@ -78,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
     try:
         backend = make_backend(settings)
-        daemon = Daemon(settings, backend)
+        daemon = Daemon(settings, backend, make_policy(settings))
     except ConfigError as exc:
         print(f"xvrd: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -124,7 +134,7 @@ def serve(daemon: Daemon, settings: Settings) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from xvrd.control.server import ControlServer
+    from xvrd.control.server import ControlServer, SocketSetupError
 
     stop = threading.Event()
 
@@ -146,12 +156,18 @@ def serve(daemon: Daemon, settings: Settings) -> int:
         if watchdog is not None:
             notify("WATCHDOG=1")
 
-    server = ControlServer(
-        settings.socket_path,
-        daemon,
-        socket_group=settings.socket_group or None,
-        admin_group=settings.admin_group or None,
-    )
+    try:
+        server = ControlServer(
+            settings.socket_path,
+            daemon,
+            socket_group=settings.socket_group or None,
+            admin_group=settings.admin_group or None,
+        )
+        server.start()
+    except SocketSetupError as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
+        daemon.shutdown()
+        return EX_CONFIG
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
         job,

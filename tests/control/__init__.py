@@ -1,0 +1,1 @@
+"""Tests of the control socket, its protocol and the CLI client."""

@@ -1,0 +1,252 @@
+"""`xvrd status` and the override commands: clients of the running daemon's control socket.
+
+Exit codes (the same for every command here):
+
+- 0: done;
+- 1: the daemon refused (its message is printed);
+- 2: bad command-line input (nothing was sent);
+- 3: the daemon is not running (no socket, or nothing listening on it);
+- 4: permission denied to the socket (not root and not in the socket's group).
+
+Arguments are checked here with the protocol's own limits, so a bad value never reaches the
+daemon and fails the way argparse reports every usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from xvrd.control import protocol
+from xvrd.control.api import ControlError
+from xvrd.control.client import (
+    DEFAULT_SOCKET_PATH,
+    SOCKET_PATH_ENV,
+    ControlClient,
+    DaemonNotRunning,
+    SocketPermissionDenied,
+    default_socket_path,
+)
+from xvrd.control.render import render_status
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+EXIT_PERMISSION = 4
+
+DEFAULT_WATCH_S = 2.0
+
+_EPILOG = (
+    "exit codes: 0 done, 1 refused by the daemon, 2 usage error, 3 daemon not running, "
+    "4 permission denied to the socket"
+)
+
+
+# --- argument types: messages say what is accepted ------------------------------------------
+
+
+def weight_arg(text: str) -> int:
+    accepted = f"an integer from {protocol.WEIGHT_MIN} to {protocol.WEIGHT_MAX}"
+    try:
+        weight = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {accepted}") from None
+    if not protocol.WEIGHT_MIN <= weight <= protocol.WEIGHT_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {accepted}")
+    return weight
+
+
+def cpus_arg(text: str) -> frozenset[int]:
+    try:
+        return protocol.parse_cpu_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def domain_arg(text: str) -> str:
+    if not text.strip() or len(text) > protocol.DOMAIN_MAX_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a domain name, UUID or ID (1 to {protocol.DOMAIN_MAX_CHARS} "
+            "characters)"
+        )
+    return text
+
+
+def reason_arg(text: str) -> str:
+    if len(text) > protocol.REASON_MAX_CHARS or not text.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"a reason is at most {protocol.REASON_MAX_CHARS} printable characters"
+        )
+    return text
+
+
+def interval_arg(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0.1 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0.1 to 3600")
+    return seconds
+
+
+# --- registration ---------------------------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--socket",
+        metavar="PATH",
+        default=None,
+        help=f"the daemon's control socket (default: ${SOCKET_PATH_ENV} or {DEFAULT_SOCKET_PATH})",
+    )
+
+    def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Any:
+        parser = sub.add_parser(
+            name, parents=[common], help=help_text, description=help_text, epilog=_EPILOG
+        )
+        parser.set_defaults(func=func)
+        return parser
+
+    status = add("status", "show what the daemon sees and has done", _status)
+    status.add_argument("--json", action="store_true", help="print the status document as JSON")
+    status.add_argument(
+        "--watch",
+        nargs="?",
+        const=DEFAULT_WATCH_S,
+        type=interval_arg,
+        metavar="SECONDS",
+        help=f"refresh every SECONDS (default {DEFAULT_WATCH_S:g}) until interrupted",
+    )
+
+    set_weight = add(
+        "set-weight", "pin a domain's weight; the automatic policy leaves it alone", _set_weight
+    )
+    set_weight.add_argument("domain", type=domain_arg, metavar="DOMAIN", help="name, UUID or ID")
+    set_weight.add_argument(
+        "weight",
+        type=weight_arg,
+        metavar="WEIGHT",
+        help=f"credit-scheduler weight, {protocol.WEIGHT_MIN} to {protocol.WEIGHT_MAX}",
+    )
+
+    unset = add("unset", "drop a manual weight; the policy may manage the domain again", _unset)
+    unset.add_argument("domain", type=domain_arg, metavar="DOMAIN", help="name, UUID or ID")
+
+    pin = add("pin-dom0", "pin dom0's vCPUs to CPUS and keep domUs off them", _pin_dom0)
+    pin.add_argument("cpus", type=cpus_arg, metavar="CPUS", help="e.g. 0 or 0,1 or 0-1")
+
+    add("unpin-dom0", "drop the dom0 pinning; restore the original affinities", _simple)
+    hold = add("hold", "stop all automatic changes until `xvrd resume`", _hold)
+    hold.add_argument("--reason", type=reason_arg, default="", metavar="TEXT")
+    add("resume", "allow automatic changes again", _simple)
+    add("restore", "put back every original setting the daemon changed, then hold", _simple)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> ControlClient:
+    return ControlClient(args.socket or default_socket_path())
+
+
+def _run(args: argparse.Namespace, call: Callable[[ControlClient], str]) -> int:
+    """Run one change and map its outcome to an exit code and one line of output."""
+    try:
+        message = call(_client(args))
+    except ControlError as error:
+        print(f"xvrd {args.command}: {error.message} ({error.code})", file=sys.stderr)
+        return EXIT_REFUSED
+    except DaemonNotRunning as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except SocketPermissionDenied as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
+        return EXIT_PERMISSION
+    print(message)
+    return EXIT_OK
+
+
+def _set_weight(args: argparse.Namespace) -> int:
+    return _run(args, lambda c: c.set_weight(args.domain, args.weight))
+
+
+def _unset(args: argparse.Namespace) -> int:
+    return _run(args, lambda c: c.unset(args.domain))
+
+
+def _pin_dom0(args: argparse.Namespace) -> int:
+    return _run(args, lambda c: c.pin_dom0(args.cpus))
+
+
+def _hold(args: argparse.Namespace) -> int:
+    return _run(args, lambda c: c.hold(args.reason))
+
+
+_SIMPLE: dict[str, Callable[[ControlClient], str]] = {
+    "unpin-dom0": ControlClient.unpin_dom0,
+    "resume": ControlClient.resume,
+    "restore": ControlClient.restore,
+}
+
+
+def _simple(args: argparse.Namespace) -> int:
+    return _run(args, _SIMPLE[args.command])
+
+
+def _status(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.watch is not None:
+        return watch_status(client, args.watch, as_json=args.json)
+    return _show_status(client, as_json=args.json, out=sys.stdout)
+
+
+def _show_status(client: ControlClient, *, as_json: bool, out: TextIO) -> int:
+    try:
+        status = client.status()
+    except ControlError as error:
+        print(f"xvrd status: {error.message} ({error.code})", file=sys.stderr)
+        return EXIT_REFUSED
+    except DaemonNotRunning as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except SocketPermissionDenied as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
+        return EXIT_PERMISSION
+    print(json.dumps(status, indent=2) if as_json else render_status(status), file=out)
+    return EXIT_OK
+
+
+def watch_status(
+    client: ControlClient,
+    interval_s: float,
+    *,
+    as_json: bool = False,
+    out: TextIO | None = None,
+    iterations: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Refresh until interrupted. A daemon that is away (restarting) is reported and waited
+    for; a permission error will not go away by itself and ends the watch with its code."""
+    stream = out or sys.stdout
+    clear = "\033[H\033[2J" if stream.isatty() and not as_json else ""
+    shown = 0
+    try:
+        while iterations is None or shown < iterations:
+            stream.write(clear)
+            code = _show_status(client, as_json=as_json, out=stream)
+            stream.flush()
+            shown += 1
+            if code == EXIT_PERMISSION:
+                return code
+            if iterations is None or shown < iterations:
+                sleep(interval_s)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK

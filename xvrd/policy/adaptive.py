@@ -1,0 +1,374 @@
+"""The adaptive policy: find dom0's weight (and pinning) by trying, keep what helps.
+
+Each tick the policy sees the findings (`xvrd.policy.detect`) and an objective, the
+aggregate throughput times Jain's index among network-active domUs: throughput that is
+shared fairly. It changes one thing at a time and judges it:
+
+1. *Feed-forward.* When findings persist (two ticks) or the set of network-active domUs
+   changes, dom0's weight starts from what the credit arithmetic says it needs: dom0 earns
+   ``w0 / (w0 + W)`` of the host, so to cover a demand ``d`` it needs ``w0 = W d / (1 - d)``,
+   W being the other CPU-active domains' weights and d dom0's use with a margin.
+2. *Feedback.* After a change the policy lets the host settle one tick, measures the
+   objective over two more, and keeps the change only if the objective rose by at least
+   ``GAIN`` (lowering: did not fall by more than ``LOSS``); otherwise it puts the old value
+   back and waits ``COOLDOWN`` ticks (doubling after each failure) before trying again.
+   While findings persist after a kept change, the next step doubles the weight.
+3. *Pinning.* When dom0's weight is already high and findings persist with CPU to spare,
+   dom0 is pinned to pCPU 0 and the domUs kept off it, judged the same way.
+4. *Giving CPU back.* When the findings have been gone for ``GIVE_BACK_AFTER`` ticks, dom0's
+   weight is above the default (or dom0 is pinned) and the domUs could use the CPU (little
+   idle), the policy unpins or halves the weight, again keeping it only if nothing suffers.
+
+It never proposes a weight outside the scheduler's range, never touches a domain with a
+manual weight or a manual dom0 pinning, and does nothing but report while held or in advise
+mode. Decisions depend on what is observed, not on the order domains are listed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from xvrd.analysis import Assessment, Finding
+from xvrd.backends.base import Pinning
+from xvrd.policy.base import Action, Decision, PolicyContext, SetPinning, SetWeight
+from xvrd.policy.detect import Dom0Load, detect, dom0_load
+from xvrd.sampler import DomainRates, Observation
+
+#: A change is kept when it raises the objective by at least this fraction.
+GAIN = 0.03
+#: A give-back is kept when it lowers the objective by no more than this fraction.
+LOSS = 0.03
+#: Ticks with findings before acting (hysteresis).
+PERSIST = 2
+#: Ticks to let the host settle after a change, then ticks measured.
+SETTLE = 1
+MEASURE = 2
+#: Ticks to wait after a change that did not help; doubles after each failure.
+COOLDOWN = 50
+#: Ticks without findings before giving CPU back.
+GIVE_BACK_AFTER = 15
+#: dom0's weight from which pinning is tried when findings persist.
+PIN_FROM_WEIGHT = 8192
+#: Margin on dom0's observed CPU when estimating its demand.
+DEMAND_MARGIN = 1.25
+#: Below this idle share of the host the domUs are taken to need the CPU.
+IDLE_NEEDED_PCT = 5.0
+#: A domU counts in the traffic regime for this many ticks after it was last active, so a
+#: starved domU flickering around the activity threshold does not look like new traffic.
+REGIME_MEMORY = 10
+#: The objective falling this far below what the last kept change achieved, for
+#: ``PERSIST + 1`` ticks, is a regression to act on even without a finding.
+REGRESSION = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """A change being judged: what to put back if it does not help."""
+
+    purpose: str  # "raise", "lower", "pin", "unpin"
+    revert: tuple[Action, ...]
+    baseline: float
+    samples: tuple[float, ...] = ()
+    settle: int = SETTLE
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveState:
+    regime: tuple[int, int, int] = (0, 0, 0)
+    seen: tuple[tuple[str, int, int], ...] = ()  # (uuid, ticks left, kind) of recent traffic
+    accepted: float | None = None  # objective the last kept change achieved
+    regressed: int = 0  # consecutive ticks well below it
+    streak: int = 0  # consecutive ticks with findings
+    clear: int = 0  # consecutive ticks without
+    cooldown: int = 0
+    failures: int = 0
+    give_back_cooldown: int = 0
+    recent: tuple[float, ...] = ()  # objective over the last ticks
+    trial: Trial | None = None
+    changes: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def objective(assessment: Assessment) -> float:
+    """Throughput shared fairly: aggregate times Jain among network-active domUs."""
+    return assessment.aggregate_mbps * assessment.jain
+
+
+def _kind(d: DomainRates) -> int:
+    """0: mostly receives, 1: mostly sends, 2: both (forwards)."""
+    r, t = d.rx_mbps or 0.0, d.tx_mbps or 0.0
+    if r > 2 * t:
+        return 0
+    if t > 2 * r:
+        return 1
+    return 2
+
+
+def remember_traffic(
+    obs: Observation, assessment: Assessment, seen: tuple[tuple[str, int, int], ...]
+) -> tuple[tuple[str, int, int], ...]:
+    """Network-active domUs of the last ``REGIME_MEMORY`` ticks, with what they do."""
+    running = {d.uuid for d in obs.domus()}
+    memory = {uuid: (ttl - 1, kind) for uuid, ttl, kind in seen if ttl > 1 and uuid in running}
+    by_uuid = {d.uuid: d for d in obs.domus()}
+    for uuid in assessment.network_active:
+        if uuid in by_uuid:
+            memory[uuid] = (REGIME_MEMORY, _kind(by_uuid[uuid]))
+    return tuple(sorted((u, ttl, kind) for u, (ttl, kind) in memory.items()))
+
+
+def regime(seen: tuple[tuple[str, int, int], ...]) -> tuple[int, int, int]:
+    """How many domUs recently received, sent, or forwarded."""
+    counts = [0, 0, 0]
+    for _, _, kind in seen:
+        counts[kind] += 1
+    return (counts[0], counts[1], counts[2])
+
+
+class AdaptivePolicy:
+    """Closed-loop tuning of dom0's weight and pinning; see the module docstring."""
+
+    name = "adaptive"
+
+    def decide(
+        self,
+        observation: Observation,
+        assessment: Assessment,
+        context: PolicyContext,
+        state: Any,
+    ) -> Decision:
+        st: AdaptiveState = state if isinstance(state, AdaptiveState) else AdaptiveState()
+        findings = detect(observation, assessment)
+        dom0 = observation.dom0()
+        if dom0 is None:
+            return Decision(findings=findings, state=st)
+        score = objective(assessment)
+        seen = remember_traffic(observation, assessment, st.seen)
+        now_regime = regime(seen)
+        st = replace(st, seen=seen)
+        if context.held:
+            # Nothing changes on the host: keep judging nothing, just keep watching.
+            return Decision(findings=findings, state=replace(st, trial=None, recent=()))
+        if st.trial is not None:
+            return self._judge(st, score, now_regime, findings)
+
+        regressed = (
+            st.regressed + 1
+            if (st.accepted is not None and score < st.accepted * (1 - REGRESSION))
+            else 0
+        )
+        if regressed > PERSIST:
+            findings = (
+                *findings,
+                Finding(
+                    "regression",
+                    f"fair throughput {score:.0f} fell below the {st.accepted:.0f} the last "
+                    "kept change achieved",
+                    {"objective": round(score, 1), "accepted": round(st.accepted or 0.0, 1)},
+                ),
+            )
+        st = replace(
+            st,
+            regressed=regressed,
+            streak=st.streak + 1 if findings else 0,
+            clear=0 if findings else st.clear + 1,
+            cooldown=max(0, st.cooldown - 1),
+            give_back_cooldown=max(0, st.give_back_cooldown - 1),
+            recent=(*st.recent, score)[-MEASURE:],
+        )
+        regime_changed = now_regime != st.regime
+        if regime_changed:
+            # New traffic: what failed before may work now, and the estimate changed.
+            st = replace(
+                st,
+                regime=now_regime,
+                cooldown=0,
+                failures=0,
+                give_back_cooldown=0,
+                accepted=None,
+                regressed=0,
+            )
+            if findings:
+                st = replace(st, streak=max(st.streak, PERSIST))
+        upkeep = self._keep_domus_off_dom0(observation, context)
+        trial = self._next_trial(observation, assessment, context, st, findings, regime_changed)
+        if trial is None:
+            return Decision(actions=upkeep, findings=findings, state=st)
+        actions, new_trial = trial
+        if context.mode == "advise":
+            return Decision(actions=actions, findings=findings, state=replace(st, cooldown=PERSIST))
+        return Decision(
+            actions=upkeep + actions,
+            findings=findings,
+            state=replace(st, trial=new_trial, changes=st.changes + 1, streak=0, clear=0),
+        )
+
+    # ------------------------------------------------------------------ judging a change
+    def _judge(
+        self,
+        st: AdaptiveState,
+        score: float,
+        now_regime: tuple[int, int, int],
+        findings: tuple[Finding, ...],
+    ) -> Decision:
+        trial = st.trial
+        assert trial is not None
+        if trial.settle > 0:
+            return Decision(
+                findings=findings, state=replace(st, trial=replace(trial, settle=trial.settle - 1))
+            )
+        samples = (*trial.samples, score)
+        if len(samples) < MEASURE:
+            return Decision(
+                findings=findings, state=replace(st, trial=replace(trial, samples=samples))
+            )
+        mean = sum(samples) / len(samples)
+        if trial.purpose in ("lower", "unpin"):
+            kept = mean >= trial.baseline * (1 - LOSS)
+        else:
+            kept = mean >= trial.baseline * (1 + GAIN)
+        if kept:
+            return Decision(
+                findings=findings,
+                state=replace(
+                    st,
+                    trial=None,
+                    failures=0,
+                    cooldown=0,
+                    recent=samples[-MEASURE:],
+                    regime=now_regime,
+                    accepted=mean,
+                    regressed=0,
+                ),
+            )
+        failures = st.failures + 1
+        wait = COOLDOWN * 2 ** (failures - 1)
+        state = replace(
+            st,
+            trial=None,
+            failures=failures,
+            cooldown=wait if trial.purpose in ("raise", "pin") else st.cooldown,
+            give_back_cooldown=wait
+            if trial.purpose in ("lower", "unpin")
+            else st.give_back_cooldown,
+            recent=(),
+            changes=st.changes + 1,
+            regime=now_regime,
+        )
+        return Decision(actions=trial.revert, findings=findings, state=state)
+
+    # ------------------------------------------------------------------ proposing a change
+    def _next_trial(  # noqa: PLR0917 (one call site, each argument a different input)
+        self,
+        obs: Observation,
+        assessment: Assessment,
+        context: PolicyContext,
+        st: AdaptiveState,
+        findings: tuple[Finding, ...],
+        regime_changed: bool,
+    ) -> tuple[tuple[Action, ...], Trial] | None:
+        dom0 = obs.dom0()
+        load = dom0_load(obs)
+        if dom0 is None or load is None:
+            return None
+        baseline = sum(st.recent) / len(st.recent) if st.recent else objective(assessment)
+        wr = context.weight_range
+        weight_free = dom0.uuid not in context.manual
+        pinned = self._dom0_pinned(obs)
+        estimate = wr.clamp(self._estimate(obs, load))
+        if findings and st.streak >= PERSIST and st.cooldown == 0:
+            evidence = "; ".join(f.summary for f in findings)
+            target = wr.clamp(estimate if estimate > dom0.weight * 1.2 else dom0.weight * 2)
+            if weight_free and target > dom0.weight:
+                reason = f"dom0 weight {dom0.weight} -> {target}: {evidence}"
+                return self._weight_trial(dom0, target, "raise", reason, baseline)
+            if (
+                not pinned
+                and not context.dom0_pin_manual
+                and obs.host_cpus >= 2
+                and (dom0.weight >= PIN_FROM_WEIGHT or not weight_free)
+                and assessment.idle_pct >= 50.0 / obs.host_cpus
+            ):
+                return self._pin_trial(obs, baseline, evidence)
+            return None
+        if findings or not weight_free or st.give_back_cooldown:
+            return None
+        if regime_changed and dom0.weight > max(wr.default, estimate) * 1.5:
+            # Fewer or lighter network-active domUs: start again from the estimate.
+            target = max(wr.default, estimate)
+            reason = f"traffic changed {st.regime}: dom0 weight {dom0.weight} -> {target}"
+            return self._weight_trial(dom0, target, "lower", reason, baseline)
+        if st.clear >= GIVE_BACK_AFTER and assessment.idle_pct < IDLE_NEEDED_PCT:
+            if pinned and not context.dom0_pin_manual:
+                return self._unpin_trial(obs, baseline)
+            if dom0.weight > wr.default:
+                target = max(wr.default, dom0.weight // 2)
+                reason = (
+                    f"give CPU back: dom0 weight {dom0.weight} -> {target}, no findings for "
+                    f"{st.clear} ticks and {assessment.idle_pct:.0f} % idle"
+                )
+                return self._weight_trial(dom0, target, "lower", reason, baseline)
+        return None
+
+    @staticmethod
+    def _estimate(obs: Observation, load: Dom0Load) -> int:
+        """dom0's weight from the credit arithmetic: w0 = W d / (1 - d)."""
+        others = sum(d.weight for d in obs.domus() if (d.cpu_pct or 0.0) >= 0.5)
+        demand = min(0.9, max(load.cpu_pct * DEMAND_MARGIN, 0.9 * load.capacity_pct) / 100.0)
+        return int(others * demand / (1.0 - demand) + 0.5)
+
+    @staticmethod
+    def _weight_trial(
+        dom0: DomainRates, new: int, purpose: str, reason: str, baseline: float
+    ) -> tuple[tuple[Action, ...], Trial]:
+        old = dom0.weight
+        change = (SetWeight(dom0.uuid, dom0.name, new, reason),)
+        revert = (SetWeight(dom0.uuid, dom0.name, old, f"no better: dom0 weight back to {old}"),)
+        return change, Trial(purpose, revert, baseline)
+
+    @staticmethod
+    def _dom0_pinned(obs: Observation) -> bool:
+        dom0 = obs.dom0()
+        everywhere = frozenset(range(obs.host_cpus))
+        return dom0 is not None and any(c != everywhere for c in dom0.pinning.vcpus)
+
+    def _pin_trial(
+        self, obs: Observation, baseline: float, evidence: str
+    ) -> tuple[tuple[Action, ...], Trial]:
+        own = frozenset({0})
+        rest = frozenset(range(1, obs.host_cpus))
+        change: list[Action] = []
+        revert: list[Action] = []
+        for d in sorted(obs.domains, key=lambda d: d.uuid):
+            target = Pinning(((own if d.is_dom0 else rest),) * d.vcpus)
+            if d.pinning != target:
+                change.append(SetPinning(d.uuid, d.name, target, f"pin dom0 to pCPU 0: {evidence}"))
+                revert.append(SetPinning(d.uuid, d.name, d.pinning, "pinning did not help"))
+        return tuple(change), Trial("pin", tuple(revert), baseline)
+
+    def _unpin_trial(self, obs: Observation, baseline: float) -> tuple[tuple[Action, ...], Trial]:
+        everywhere = frozenset(range(obs.host_cpus))
+        change: list[Action] = []
+        revert: list[Action] = []
+        for d in sorted(obs.domains, key=lambda d: d.uuid):
+            target = Pinning((everywhere,) * d.vcpus)
+            if d.pinning != target:
+                change.append(SetPinning(d.uuid, d.name, target, "give CPU back: unpin dom0"))
+                revert.append(SetPinning(d.uuid, d.name, d.pinning, "unpinning hurt"))
+        return tuple(change), Trial("unpin", tuple(revert), baseline)
+
+    def _keep_domus_off_dom0(self, obs: Observation, context: PolicyContext) -> tuple[Action, ...]:
+        """While dom0 is pinned by the policy, a domU that appeared is kept off its pCPUs."""
+        dom0 = obs.dom0()
+        if dom0 is None or context.dom0_pin_manual or not self._dom0_pinned(obs):
+            return ()
+        own = frozenset().union(*dom0.pinning.vcpus)
+        rest = frozenset(range(obs.host_cpus)) - own
+        if not rest:
+            return ()
+        return tuple(
+            SetPinning(d.uuid, d.name, Pinning((rest,) * d.vcpus), "keep domUs off dom0's pCPU")
+            for d in sorted(obs.domus(), key=lambda d: d.uuid)
+            if any(c & own for c in d.pinning.vcpus)
+        )

@@ -1,0 +1,130 @@
+"""Findings from observations alone: unfairness and throughput collapse, with their evidence.
+
+Both findings require dom0 to be short of CPU, because that is the cause xvrd can fix (by
+weight or pinning): dom0 does every domU's packet work, and when it runs out of credit the
+domains it serves last starve and the whole host slows. A domU that simply wants less (an
+application-limited flow) never triggers anything: its low rate comes with a dom0 that has
+time to spare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xvrd.analysis import Assessment, Finding
+from xvrd.sampler import DomainRates, Observation
+
+#: Below this Jain index among network-active domUs, sharing is unfair.
+JAIN_UNFAIR = 0.90
+#: A domU moving less than this fraction of the mean is starved.
+STARVED_FRACTION = 0.5
+#: dom0 is busy when it uses this fraction of what its vCPUs can use.
+DOM0_BUSY = 0.85
+#: dom0 is credit-bound when it uses this fraction of its weight's share of the host or more.
+DOM0_CREDIT_BOUND = 0.9
+#: Below this efficiency the host is not carrying what its link could.
+EFFICIENCY_LOW = 0.95
+#: With at least this much CPU idle, low throughput is a collapse, not a lack of CPU.
+IDLE_COLLAPSE_PCT = 10.0
+#: A domain using at least this much of the host counts in the credit arithmetic.
+CPU_ACTIVE_PCT = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Dom0Load:
+    """How dom0 stands: its CPU, what its vCPUs allow, what its weight earns it."""
+
+    cpu_pct: float
+    capacity_pct: float  # what dom0's vCPUs could use, % of the host
+    due_pct: float  # its weight's share of the host among CPU-active domains
+    weight: int
+
+    @property
+    def busy(self) -> bool:
+        return self.cpu_pct >= DOM0_BUSY * self.capacity_pct
+
+    @property
+    def credit_bound(self) -> bool:
+        return self.cpu_pct >= DOM0_CREDIT_BOUND * self.due_pct
+
+
+def dom0_load(obs: Observation) -> Dom0Load | None:
+    """dom0's standing, or None when the host does not show a dom0 (e.g. QEMU)."""
+    dom0 = obs.dom0()
+    if dom0 is None or dom0.cpu_pct is None:
+        return None
+    others = sum(d.weight for d in obs.domus() if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT)
+    due = 100.0 * dom0.weight / (dom0.weight + others)
+    capacity = 100.0 * min(dom0.vcpus, obs.host_cpus) / obs.host_cpus
+    return Dom0Load(dom0.cpu_pct, capacity, min(due, capacity), dom0.weight)
+
+
+def detect(obs: Observation, assessment: Assessment) -> tuple[Finding, ...]:
+    """Unfairness and collapse findings, each with the figures that show it."""
+    load = dom0_load(obs)
+    if load is None:
+        return ()
+    by_uuid = {d.uuid: d for d in obs.domains}
+    active = [by_uuid[u] for u in sorted(assessment.network_active) if u in by_uuid]
+    findings: list[Finding] = []
+    unfair = _unfairness(active, assessment, load)
+    if unfair is not None:
+        findings.append(unfair)
+    collapse = _collapse(active, assessment, load)
+    if collapse is not None:
+        findings.append(collapse)
+    return tuple(findings)
+
+
+def _dom0_evidence(load: Dom0Load, assessment: Assessment) -> dict[str, float | int | str]:
+    return {
+        "dom0_cpu_pct": round(load.cpu_pct, 1),
+        "dom0_due_pct": round(load.due_pct, 1),
+        "dom0_weight": load.weight,
+        "idle_pct": round(assessment.idle_pct, 1),
+    }
+
+
+def _unfairness(
+    active: list[DomainRates], assessment: Assessment, load: Dom0Load
+) -> Finding | None:
+    if len(active) < 2 or assessment.jain >= JAIN_UNFAIR or not load.busy:
+        return None
+    mean = assessment.aggregate_mbps / len(active)
+    starved = sorted(
+        (d for d in active if d.throughput_mbps < STARVED_FRACTION * mean),
+        key=lambda d: (d.throughput_mbps, d.uuid),
+    )
+    if not starved:
+        return None
+    names = ",".join(d.name for d in starved[:8])
+    evidence = {
+        "jain": round(assessment.jain, 3),
+        "starved": names,
+        "starved_mbps": round(starved[0].throughput_mbps, 1),
+        "mean_mbps": round(mean, 1),
+        **_dom0_evidence(load, assessment),
+    }
+    summary = (
+        f"Jain {assessment.jain:.2f} over {len(active)} network-active domUs; "
+        f"{len(starved)} starved ({names}) while dom0 is busy at {load.cpu_pct:.0f} %"
+    )
+    return Finding("unfairness", summary, evidence)
+
+
+def _collapse(active: list[DomainRates], assessment: Assessment, load: Dom0Load) -> Finding | None:
+    if not active or assessment.efficiency >= EFFICIENCY_LOW or not load.credit_bound:
+        return None
+    idle = assessment.idle_pct
+    kind = "collapse" if idle >= IDLE_COLLAPSE_PCT else "dom0-starved"
+    evidence = {
+        "aggregate_mbps": round(assessment.aggregate_mbps, 1),
+        "efficiency": round(assessment.efficiency, 3),
+        **_dom0_evidence(load, assessment),
+    }
+    summary = (
+        f"aggregate {assessment.aggregate_mbps:.0f} Mb/s ({assessment.efficiency:.0%} of the "
+        f"link) with dom0 at {load.cpu_pct:.0f} % against {load.due_pct:.0f} % its weight "
+        f"earns and {idle:.0f} % of the CPU idle"
+    )
+    return Finding(kind, summary, evidence)
