@@ -148,7 +148,7 @@ def main() -> int:
         print(f"missing: {', '.join(missing)} (run scripts/install-system-deps)")
         return 2
     libvirt.registerErrorHandler(lambda _c, _e: None, None)
-    with tempfile.TemporaryDirectory(prefix="xvrd-bench-") as tmp:
+    with harness.exclusive_host(), tempfile.TemporaryDirectory(prefix="xvrd-bench-") as tmp:
         daemon = harness.Libvirtd(Path(tmp))
         daemon.start()
         try:

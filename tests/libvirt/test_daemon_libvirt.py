@@ -103,3 +103,128 @@ def _wait_until_receiving(guest: Guest, timeout_s: float = 60) -> None:
         if int(counter.read_text()) >= before + 5:
             return
     pytest.fail(f"{guest.name} did not take frames on {guest.vif}")
+
+
+class RunningDaemon:
+    """`xvrd run` over libvirt as a child process, with its own socket and state."""
+
+    def __init__(self, uri: str, work: Path, interval_s: float = 1.0) -> None:
+        self.socket = work / "xvrd.sock"
+        self.log = work / "daemon.log"
+        self.process = subprocess.Popen(
+            [
+                *XVRD, "run", "--backend", "libvirt", "--uri", uri,
+                "--interval", str(interval_s), "--state-dir", str(work / "state"),
+                "--socket", str(self.socket), "--log-format", "json",
+            ],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=self.log.open("wb"),
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not self.socket.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"xvrd run did not start: {self.log_text()}")
+            time.sleep(0.1)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*XVRD, *args, "--socket", str(self.socket)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+
+    def status(self) -> dict[str, Any]:
+        result = self.cli("status", "--json")
+        assert result.returncode == 0, result.stderr
+        doc: dict[str, Any] = json.loads(result.stdout)
+        return doc
+
+    def wait_for(self, what: str, check: Any, timeout_s: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            doc = self.status()
+            if check(doc):
+                return doc
+            if time.monotonic() > deadline:
+                raise AssertionError(f"daemon never showed {what}: {doc}\n{self.log_text()}")
+            time.sleep(0.3)
+
+    def stop(self) -> int:
+        """SIGTERM, as systemd stops it; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+@pytest.fixture
+def daemon(qemu_uri: str, guests: list[Guest], tmp_path: Path) -> Iterator[RunningDaemon]:
+    running = RunningDaemon(qemu_uri, tmp_path)
+    yield running
+    if running.process.poll() is None:
+        running.process.kill()
+        running.process.wait()
+
+
+def _domain(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(d for d in doc["domains"] if d["name"] == name)
+    return found
+
+
+def test_set_weight_reaches_libvirt_and_sigterm_restores_it(
+    daemon: RunningDaemon, qemu_uri: str, guests: list[Guest]
+) -> None:
+    """`xvrd set-weight` on a running daemon is what virsh reads; SIGTERM puts it back."""
+    guest = guests[0]
+    original = schedinfo(qemu_uri, guest.name)["cpu_shares"]
+    result = daemon.cli("set-weight", guest.name, "4096")
+    assert result.returncode == 0, result.stderr
+    assert schedinfo(qemu_uri, guest.name)["cpu_shares"] == "4096"
+    daemon.wait_for(
+        "the manual weight",
+        lambda doc: (
+            _domain(doc, guest.name)["weight"] == 4096
+            and _domain(doc, guest.name)["weight_source"] == "manual"
+        ),
+    )
+    assert daemon.stop() == 0
+    assert schedinfo(qemu_uri, guest.name)["cpu_shares"] == original
+
+
+def test_daemon_rides_out_a_libvirtd_restart(
+    daemon: RunningDaemon, libvirtd: harness.Libvirtd, qemu_uri: str, guests: list[Guest]
+) -> None:
+    """libvirtd stopped under the daemon: status says so; restarted: it reconnects, keeps
+    the manual weight and the originals, and SIGTERM still restores them."""
+    guest = guests[1]
+    original = schedinfo(qemu_uri, guest.name)["cpu_shares"]
+    assert daemon.cli("set-weight", guest.name, "3000").returncode == 0
+    daemon.wait_for("a tick", lambda doc: doc["ticks"] >= 1)
+    libvirtd.stop()
+    try:
+        down = daemon.wait_for(
+            "the lost connection", lambda doc: doc["backend"]["connected"] is False
+        )
+        assert down["backend"]["last_error"]
+    finally:
+        libvirtd.start()
+    up = daemon.wait_for(
+        "the reconnect",
+        lambda doc: (
+            doc["backend"]["connected"] is True
+            and any(d["name"] == guest.name for d in doc["domains"])
+        ),
+        timeout_s=60,
+    )
+    assert _domain(up, guest.name)["weight_source"] == "manual"
+    assert schedinfo(qemu_uri, guest.name)["cpu_shares"] == "3000"
+    assert daemon.stop() == 0
+    assert schedinfo(qemu_uri, guest.name)["cpu_shares"] == original
+    log = daemon.log.read_text()
+    assert log.count("host unreachable") == 1, "the loss is logged once, not every tick"
+    assert "host reachable again" in log
