@@ -7,6 +7,7 @@ Each test runs `xvrd` as another process, as an operator would, and checks what 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -228,3 +229,28 @@ def test_daemon_rides_out_a_libvirtd_restart(
     log = daemon.log.read_text()
     assert log.count("host unreachable") == 1, "the loss is logged once, not every tick"
     assert "host reachable again" in log
+
+
+@pytest.mark.parametrize(
+    ("uri", "code", "message"),
+    [
+        ("test:///default", 78, r"cannot be tuned: .*scheduler 'fair'"),
+        ("qemu+unix:///system?socket=/nonexistent/sock", 69, "cannot reach the host"),
+    ],
+    ids=["untunable-driver", "no-libvirtd"],
+)
+def test_run_refuses_at_start_with_one_clear_message(
+    uri: str, code: int, message: str, tmp_path: Path
+) -> None:
+    """A driver without a usable weight, or no libvirtd: one line on stderr, sysexits code."""
+    result = subprocess.run(
+        [
+            *XVRD, "run", "--backend", "libvirt", "--uri", uri, "--once",
+            "--state-dir", str(tmp_path / "state"), "--socket", str(tmp_path / "sock"),
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == code
+    assert re.search(message, result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
