@@ -130,8 +130,11 @@ class Actuator:
         return self._record(name, "pinning", change, reason, applied=True)
 
     def advise(self, name: str, setting: str, old: str, new: str, reason: str) -> ActionRecord:
-        """Record what would have been done (advise mode, hold, or an override in the way)."""
-        return self._record(name, setting, (old, new), reason, applied=False)
+        """Record what would have been done (advise mode, hold, or an override in the way):
+        status shows it among the actions, marked not applied."""
+        record = self._record(name, setting, (old, new), reason, applied=False)
+        self.history.append(record)
+        return record
 
     def _record(
         self,

@@ -150,7 +150,9 @@ class Daemon:
             for action in decision.actions:
                 if not self._apply_policy_action(action, context):
                     break
-            return obs
+            if decision.actions:
+                self._refresh_settings()  # status shows the policy's changes at once too
+            return self.observation
 
     def _context(self) -> PolicyContext:
         return PolicyContext(
@@ -394,8 +396,11 @@ class Daemon:
                 for d in obs.domains:
                     if d.uuid in self.state.overrides:
                         source = "manual"
-                    elif d.uuid in self.state.originals:
-                        source = "auto"
+                    elif (
+                        d.uuid in self.state.originals
+                        and self.state.originals[d.uuid].weight != d.weight
+                    ):
+                        source = "auto"  # a pinning change alone leaves the weight untouched
                     else:
                         source = "default"
                     domains.append(

@@ -9,8 +9,10 @@ tick's time.
 from __future__ import annotations
 
 import argparse
+import grp
 import json
 import signal
+import socket
 import sys
 import threading
 import time
@@ -79,12 +81,40 @@ def make_policy(settings: Settings) -> Policy:
     return NoopPolicy()
 
 
+def _check_groups(settings: Settings) -> None:
+    """The socket's groups must exist; checked before anything touches the host."""
+    for key in ("socket_group", "admin_group"):
+        name = getattr(settings, key)
+        if not name:
+            continue
+        try:
+            grp.getgrnam(name)
+        except KeyError:
+            raise ConfigError(f"{key}: no such group {name!r} (a group name, or empty)") from None
+
+
+def socket_in_use(path: Path) -> bool:
+    """True when a daemon answers on ``path`` (a stale socket file left by a crash does not)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
+        _check_groups(settings)
     except ConfigError as exc:
         print(f"xvrd: {exc}", file=sys.stderr)
         return EX_CONFIG
+    if not args.once and socket_in_use(settings.socket_path):
+        # Before anything touches the host or the state file: a second daemon that went on to
+        # reconcile, fail to bind, then shut down would put back the running daemon's changes.
+        print(f"xvrd: another xvrd is listening on {settings.socket_path}", file=sys.stderr)
+        return EX_UNAVAILABLE
     configure_logging(settings.log_format, settings.log_level)
     try:
         backend = make_backend(settings)

@@ -51,7 +51,7 @@ GIVE_BACK_AFTER = 15
 #: dom0's weight from which pinning is tried when findings persist.
 PIN_FROM_WEIGHT = 8192
 #: Margin on dom0's observed CPU when estimating its demand.
-DEMAND_MARGIN = 1.25
+DEMAND_MARGIN = 1.5
 #: Below this idle share of the host the domUs are taken to need the CPU.
 IDLE_NEEDED_PCT = 5.0
 #: A domU counts in the traffic regime for this many ticks after it was last active, so a

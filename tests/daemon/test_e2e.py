@@ -1,0 +1,158 @@
+"""End to end, what tests/control does not cover: a persisted hold, a second daemon, SIGINT.
+
+`xvrd run` in a subprocess on a simulated host with its own socket and state directory,
+driven only through the `xvrd` command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+XVRD = [sys.executable, "-m", "xvrd.cli"]
+SCENARIO = Path(__file__).resolve().parents[2] / "simulator" / "scenarios" / "receive-4.toml"
+
+
+class RunningDaemon:
+    """One `xvrd run` process and the paths it uses."""
+
+    def __init__(self, base: Path, policy: str = "noop", scenario: Path = SCENARIO) -> None:
+        self.base = base
+        self.sock = base / "xvrd.sock"
+        self.state_dir = base / "state"
+        self.config = base / "xvrd.toml"
+        self.log = base / "daemon.log"
+        self.config.write_text(
+            f'interval_s = 0.3\nstate_dir = "{self.state_dir}"\nbackend = "simulator"\n'
+            f'scenario = "{scenario}"\nsocket_path = "{self.sock}"\n'
+            f'policy = "{policy}"\n'  # noop: nothing changes the host but what a test asks
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*XVRD, "run", "--config", str(self.config)], stderr=log, stdout=log
+            )
+        self.wait_for(lambda doc: doc["ticks"] >= 2)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*XVRD, *args, "--socket", str(self.sock)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def status(self) -> dict[str, Any]:
+        r = self.cli("status", "--json")
+        assert r.returncode == 0, r.stderr
+        doc: dict[str, Any] = json.loads(r.stdout)
+        return doc
+
+    def wait_for(self, ok: Callable[[dict[str, Any]], bool], timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"daemon exited {self.proc.returncode}: {self.log.read_text()}")
+            with contextlib.suppress(AssertionError):
+                if ok(self.status()):
+                    return
+            time.sleep(0.1)
+        pytest.fail("the daemon never reached the expected state")
+
+    def signal(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=15)
+
+
+@pytest.fixture
+def daemon() -> Iterator[RunningDaemon]:
+    base = Path(tempfile.mkdtemp(prefix="xvrd-e2e-"))
+    d = RunningDaemon(base)
+    yield d
+    if d.proc is not None and d.proc.poll() is None:
+        d.proc.kill()
+        d.proc.wait()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_hold_is_persisted_across_a_restart(daemon: RunningDaemon) -> None:
+    """`xvrd hold` is shown, survives a restart, and is lifted by `xvrd resume`.
+
+    (That the policy is kept off the host under hold is tested in-process with an acting
+    policy in tests/xvrd/test_daemon.py.)
+    """
+    daemon.start()
+    assert daemon.cli("hold", "--reason", "maintenance").returncode == 0
+    assert "maintenance" in daemon.cli("status").stdout
+    assert daemon.signal(signal.SIGTERM) == 0
+    daemon.start()
+    assert daemon.status()["hold"]["reason"] == "maintenance"
+    assert daemon.cli("resume").returncode == 0
+    assert not daemon.status()["hold"]["held"]
+
+
+def test_hold_keeps_the_adaptive_policy_off_until_resume() -> None:
+    """With a hold saved before start, the adaptive policy leaves dom0's weight alone on the
+    receive-8 host (where it otherwise raises it); after `xvrd resume` it acts."""
+    base = Path(tempfile.mkdtemp(prefix="xvrd-e2e-"))
+    d = RunningDaemon(base, policy="adaptive", scenario=SCENARIO.with_name("receive-8.toml"))
+    d.state_dir.mkdir()
+    (d.state_dir / "state.json").write_text(
+        json.dumps({"version": 1, "hold": {"reason": "testing", "since": "2026-01-01T00:00:00Z"}})
+    )
+    try:
+        d.start()
+        d.wait_for(lambda doc: doc["ticks"] >= 8)
+        dom0 = d.status()["domains"][0]
+        assert (dom0["weight"], dom0["weight_source"]) == (256, "default")
+        assert d.cli("resume").returncode == 0
+        d.wait_for(lambda doc: doc["domains"][0]["weight"] > 256)
+        assert d.status()["domains"][0]["weight_source"] == "auto"
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_second_daemon_is_refused_before_touching_anything(daemon: RunningDaemon) -> None:
+    """A second `xvrd run` on a live socket exits 69 without reconciling or writing state,
+    so it cannot put back what the running daemon changed; SIGINT then stops the first."""
+    daemon.start()
+    assert daemon.cli("set-weight", "dom2", "1024").returncode == 0
+    state = daemon.state_dir / "state.json"
+    before = json.loads(state.read_text())
+    second = subprocess.run(
+        [*XVRD, "run", "--config", str(daemon.config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 69
+    assert "another xvrd is listening" in second.stderr
+    after = json.loads(state.read_text())
+    assert (after["originals"], after["overrides"]) == (before["originals"], before["overrides"])
+    assert "reconciled" not in second.stderr
+    weights = {d["name"]: d["weight"] for d in daemon.status()["domains"]}
+    assert weights["dom2"] == 1024
+    started = time.monotonic()
+    assert daemon.signal(signal.SIGINT) == 0
+    assert time.monotonic() - started < 5
+    assert not daemon.sock.exists()

@@ -1,0 +1,67 @@
+"""`xvrd run` and the client commands: bad config and missing files exit 78, host untouched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+XVRD = [sys.executable, "-m", "xvrd.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*XVRD, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    """An explicit --config that does not exist: the documented message, exit 78."""
+    missing = tmp_path / "nope.toml"
+    r = run("run", "--config", str(missing))
+    assert r.returncode == 78
+    assert r.stderr.strip() == (
+        f"xvrd: config file {missing} does not exist (given with --config or XVRD_CONFIG)"
+    )
+
+
+def test_bad_value_names_key_and_touches_nothing(tmp_path: Path) -> None:
+    """One line naming the key and what is accepted; no state written, no socket made."""
+    state = tmp_path / "state"
+    config = tmp_path / "x.toml"
+    config.write_text(
+        f'state_dir = "{state}"\nsocket_path = "{tmp_path / "s.sock"}"\ninterval_s = 0\n'
+    )
+    r = run("run", "--config", str(config), "--backend", "simulator")
+    assert r.returncode == 78
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "interval_s" in r.stderr
+    assert "0.1" in r.stderr
+    assert not state.exists()
+    assert not (tmp_path / "s.sock").exists()
+
+
+def test_bad_environment_value(tmp_path: Path) -> None:
+    """XVRD_* values are checked the same way."""
+    config = tmp_path / "x.toml"
+    config.write_text("")
+    r = run("run", "--config", str(config), env={"XVRD_RESTORE_ON_EXIT": "maybe"})
+    assert r.returncode == 78
+    assert "restore_on_exit" in r.stderr
+
+
+def test_unknown_group(tmp_path: Path) -> None:
+    """A socket or admin group that does not exist is a configuration error."""
+    config = tmp_path / "x.toml"
+    config.write_text('admin_group = "no-such-group-xvrd"\n')
+    r = run("run", "--config", str(config))
+    assert r.returncode == 78
+    assert r.stderr.strip() == (
+        "xvrd: admin_group: no such group 'no-such-group-xvrd' (a group name, or empty)"
+    )

@@ -1,0 +1,84 @@
+"""The adaptive policy closing the loop on the simulated host (batch mode, daemon's tick)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from simulator.scenario import report_scenario
+from simulator.suite import run_strategy, suite_scenarios
+from xvrd.backends.simulated import SimulatorBackend
+from xvrd.config import Settings
+from xvrd.daemon import Daemon
+from xvrd.policy.adaptive import AdaptivePolicy
+
+
+def best_static(scenario_name: str, n: int, duration: float) -> tuple[float, float]:
+    """The best of a few static settings around the oracle's picks (aggregate, Jain)."""
+    scenario = report_scenario(scenario_name, n_domus=n, duration_s=duration, warmup_s=0)
+    runs = [
+        run_strategy(scenario, "static", dom0_weight=w, pinned=p)
+        for w in (2048, 4096)
+        for p in (False, True)
+    ]
+    best = max(runs, key=lambda r: r.aggregate_mbps * r.jain)
+    return best.aggregate_mbps, best.jain
+
+
+def test_receive_8_from_default_weights_converges_near_the_best_static_setting() -> None:
+    scenario = report_scenario("receive", n_domus=8, duration_s=40, warmup_s=0)
+    adaptive = run_strategy(scenario, "adaptive")
+    aggregate, jain = best_static("receive", 8, 40)
+    assert adaptive.converge_intervals is not None
+    assert adaptive.converge_intervals <= 10
+    assert adaptive.aggregate_mbps >= 0.98 * aggregate
+    assert adaptive.jain >= 0.98 * jain
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: settles at Jain about 0.986, target 0.99")
+def test_receive_8_reaches_jain_0_99() -> None:
+    scenario = report_scenario("receive", n_domus=8, duration_s=40, warmup_s=0)
+    assert run_strategy(scenario, "adaptive").jain >= 0.99
+
+
+@pytest.mark.parametrize("name", ["send-8", "app-limited"])
+def test_healthy_and_application_limited_hosts_get_no_action(name: str) -> None:
+    scenario = next(s for s in suite_scenarios(quick=True) if s.name == name)
+    result = run_strategy(scenario.model_copy(update={"duration_s": 40.0}), "adaptive")
+    assert result.changes == 0
+    assert {s.dom0_weight for s in result.timeline} == {256}
+
+
+def test_steady_state_changes_at_most_once_per_50_intervals() -> None:
+    scenario = report_scenario("receive", n_domus=8, duration_s=240, warmup_s=0)
+    result = run_strategy(scenario, "adaptive")
+    weights = [s.dom0_weight for s in result.timeline]
+    settled = weights[20:]  # after convergence: 100 intervals
+    changes = sum(1 for a, b in itertools.pairwise(settled) if a != b)
+    assert changes <= 2
+
+
+def test_weight_follows_the_number_of_network_active_domus_up() -> None:
+    scenario = next(s for s in suite_scenarios() if s.name == "join-leave")
+    result = run_strategy(scenario.model_copy(update={"duration_s": 70.0}), "adaptive")
+    before_join = [s.dom0_weight for s in result.timeline if s.t_s <= 30]
+    after_join = [s.dom0_weight for s in result.timeline if 40 <= s.t_s <= 70]
+    assert max(after_join) > max(before_join)
+
+
+def test_advise_mode_reports_and_changes_nothing(tmp_path: Path) -> None:
+    backend = SimulatorBackend.from_scenario(report_scenario("receive", n_domus=8), speed=None)
+    settings = Settings(backend="simulator", scenario=Path("x"), state_dir=tmp_path, mode="advise")
+    daemon = Daemon(settings, backend, AdaptivePolicy())
+    daemon.tick()
+    for _ in range(6):
+        backend.host.advance(2.0)
+        daemon.tick()
+    assert backend.host.domain(0).weight == 256
+    status = daemon.status()
+    assert status["findings"]
+    advised = [a for a in status["actions"] if not a["applied"]]
+    assert advised
+    assert "advise mode" in advised[-1]["reason"]

@@ -1,0 +1,114 @@
+"""Whatever the observations, the adaptive policy stays within its bounds (hypothesis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xvrd.analysis import assess
+from xvrd.backends.base import XEN_WEIGHT_RANGE, Pinning
+from xvrd.policy.adaptive import AdaptivePolicy
+from xvrd.policy.base import Decision, PolicyContext, SetPinning, SetWeight
+from xvrd.sampler import DomainRates, Observation
+
+CPUS = 2
+EVERYWHERE = Pinning((frozenset({0, 1}),))
+
+
+@st.composite
+def observation(draw: Any, n: int) -> Observation:
+    rows = []
+    for i in range(n + 1):
+        rx = draw(st.floats(0, 1000, allow_nan=False))
+        tx = draw(st.floats(0, 1000, allow_nan=False))
+        cpu = draw(st.floats(0, 100.0 / (n + 1), allow_nan=False))
+        weight = draw(st.integers(1, 65535))
+        pinning = draw(st.sampled_from([EVERYWHERE, Pinning((frozenset({0}),)),
+                                        Pinning((frozenset({1}),))]))  # fmt: skip
+        drops = draw(st.sampled_from([0.0, 0.0, 5.0]))
+        rows.append(
+            DomainRates(
+                f"uuid-{i:02d}",
+                i,
+                f"dom{i}",
+                i,
+                1,
+                weight,
+                0,
+                pinning,
+                0.0 if i == 0 else rx,
+                0.0 if i == 0 else tx,
+                rx * 80,
+                tx * 80,
+                drops,
+                0.0,
+                cpu,
+            )
+        )
+    return Observation(0, 2.0, CPUS, tuple(rows))
+
+
+@st.composite
+def run(draw: Any) -> tuple[list[Observation], PolicyContext, list[int]]:
+    n = draw(st.integers(0, 8))
+    ticks = draw(st.lists(observation(n), min_size=1, max_size=8))
+    uuids = [f"uuid-{i:02d}" for i in range(n + 1)]
+    manual = frozenset(draw(st.lists(st.sampled_from(uuids), max_size=3)))
+    context = PolicyContext(
+        weight_range=XEN_WEIGHT_RANGE,
+        manual=manual,
+        dom0_pin_manual=draw(st.booleans()),
+        held=draw(st.booleans()),
+        mode=draw(st.sampled_from(["auto", "advise"])),
+    )
+    order = draw(st.permutations(list(range(n + 1))))
+    return ticks, context, order
+
+
+def drive(ticks: list[Observation], context: PolicyContext) -> list[Decision]:
+    policy = AdaptivePolicy()
+    state = None
+    decisions = []
+    for obs in ticks:
+        decision = policy.decide(obs, assess(obs, 984.0, 0.5), context, state)
+        state = decision.state
+        decisions.append(decision)
+    return decisions
+
+
+def shuffled(obs: Observation, order: list[int]) -> Observation:
+    return Observation(obs.taken_ns, obs.interval_s, obs.host_cpus,
+                       tuple(obs.domains[i] for i in order))  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(run())
+def test_weights_in_range_overrides_and_hold_respected(
+    case: tuple[list[Observation], PolicyContext, list[int]],
+) -> None:
+    ticks, context, _ = case
+    for decision in drive(ticks, context):
+        for action in decision.actions:
+            if isinstance(action, SetWeight):
+                assert XEN_WEIGHT_RANGE.low <= action.weight <= XEN_WEIGHT_RANGE.high
+                assert action.uuid not in context.manual
+            if isinstance(action, SetPinning):
+                assert not context.dom0_pin_manual
+                assert all(cpus <= frozenset(range(CPUS)) and cpus for cpus in action.pinning.vcpus)
+        if context.held:
+            assert decision.actions == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(run())
+def test_decision_does_not_depend_on_the_order_domains_are_listed(
+    case: tuple[list[Observation], PolicyContext, list[int]],
+) -> None:
+    ticks, context, order = case
+    straight = drive(ticks, context)
+    permuted = drive([shuffled(t, order) for t in ticks], context)
+    for a, b in zip(straight, permuted, strict=True):
+        assert set(a.actions) == set(b.actions)
+        assert {f.kind for f in a.findings} == {f.kind for f in b.findings}
