@@ -87,6 +87,12 @@ def register(sub: Any) -> None:
     p.add_argument("--warmup", type=_non_negative_float, help="simulated seconds before")
     p.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0, help="random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--policy",
+        choices=["static", "adaptive"],
+        default="static",
+        help="static: the settings as given; adaptive: the daemon's policy in closed loop",
+    )
     suite = p.add_argument_group("suite")
     suite.add_argument(
         "--strategies",
@@ -163,7 +169,12 @@ def _run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         print(f"xvrd simulate: {exc}", file=sys.stderr)
         return EX_CONFIG
-    result = run(scenario, seed=args.seed)
+    controller = None
+    if args.policy == "adaptive":
+        from simulator.closed_loop import adaptive_controller
+
+        controller = adaptive_controller
+    result = run(scenario, seed=args.seed, controller=controller)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from simulator.host import SimulatedHost
@@ -78,15 +79,40 @@ class RunResult:
         }
 
 
-def run(scenario: Scenario, seed: int = 0) -> RunResult:
-    """Warm up, then measure over ``duration_s`` of simulated time."""
+Controller = Callable[[SimulatedHost], int]
+
+
+def _advance(
+    host: SimulatedHost, seconds: float, controller: Controller | None, interval_s: float
+) -> None:
+    """Advance the host; with a controller, one control interval at a time."""
+    if controller is None:
+        host.advance(seconds)
+        return
+    end = host.now_ns + int(seconds * 1e9)
+    while host.now_ns + int(interval_s * 1e9) <= end:
+        host.advance(interval_s)
+        controller(host)
+    if end > host.now_ns:
+        host.advance((end - host.now_ns) / 1e9)
+
+
+def run(
+    scenario: Scenario,
+    seed: int = 0,
+    controller: Callable[[SimulatedHost, float], Controller] | None = None,
+    interval_s: float = 2.0,
+) -> RunResult:
+    """Warm up, then measure over ``duration_s`` of simulated time. With a ``controller``
+    factory (the daemon's closed loop), it is called every ``interval_s`` throughout."""
     started = time.perf_counter()
     host = SimulatedHost(scenario, seed=seed)
-    host.advance(scenario.warmup_s)
+    control = controller(host, interval_s) if controller is not None else None
+    _advance(host, scenario.warmup_s, control, interval_s)
     before = {d.domid: d for d in host.domains()}
     seg0 = {domid: host.delivered_segments(domid) for domid in before}
     idle0 = host.idle_ns()
-    host.advance(scenario.duration_s)
+    _advance(host, scenario.duration_s, control, interval_s)
     after = host.domains()
     idle1 = host.idle_ns()
     span_ns = scenario.duration_s * 1e9

@@ -112,3 +112,16 @@ def test_calibrate_reports_every_cell_and_exits_by_tolerance(
     assert "send N=8 dom0=8192" in cells
     assert data["checked"] > 30
     assert code == (1 if data["failed"] else 0)
+
+
+def test_adaptive_policy_closes_the_loop_from_the_command_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_cli(
+        capsys, "simulate", "--workload", "receive", "--domus", "8", "--policy", "adaptive",
+        "--duration", "10", "--warmup", "10", "--json",
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(out)
+    assert data["dom0"]["weight"] > 256  # the policy raised it
+    assert data["jain"] > 0.9
