@@ -6,11 +6,16 @@ Needs root and libvirtd installed (scripts/install-system-deps): it starts a pri
 libvirtd (the tests' harness), defines N running domains on the test driver through it,
 each with one vif, and times, per tick, after one warm-up tick:
 
-- backend: ``list_domains()`` then ``read_counters()`` and ``get_sched()`` per domain;
-- bare:    ``listAllDomains`` then ``getCPUStats(total)``, ``interfaceStats`` per vif and
-           ``schedulerParameters`` per domain, straight from libvirt-python.
+- backend: ``list_domains()`` then ``read_counters()``, ``get_sched()`` and
+           ``get_pinning()`` per domain (what the daemon's sampler asks each tick);
+- bare:    ``listAllDomains`` then ``getCPUStats(total)``, ``interfaceStats`` per vif,
+           ``schedulerParameters`` and ``vcpuPinInfo`` per domain, from libvirt-python.
 
-The ratio backend/bare is the figure (goal <= 1.5). Medians, since the machine is shared.
+- daemon:  ``Daemon.tick()`` (in advise mode, no policy changes) over the same backend:
+           sampling, rates, analysis and the policy step on top of those calls.
+
+The ratio daemon/bare is the figure (goal <= 1.5); backend/bare shows the backend's share.
+Medians, with the three kinds of tick alternated, since the machine is shared.
 The test driver's 'fair' weight is readable but not settable, so the backend refuses it; the
 bench lets it through (`_ReadOnlyFairBackend`) to time the reads a tick makes.
 """
@@ -34,10 +39,15 @@ import libvirt
 
 from xvrd.backends.base import XEN_WEIGHT_RANGE, HostInfo
 from xvrd.backends.libvirt import LibvirtBackend
+from xvrd.config import load_settings
+from xvrd.daemon import Daemon
 
 
 class _ReadOnlyFairBackend(LibvirtBackend):
     """Lets get_sched read the test driver's 'fair' weight (bench only)."""
+
+    def info(self) -> HostInfo:
+        return self._require_tunable()
 
     def _require_tunable(self) -> HostInfo:
         return HostInfo(
@@ -70,9 +80,11 @@ def _populate(conn: Any, count: int) -> None:
 
 
 def backend_tick(backend: LibvirtBackend) -> None:
+    """What the daemon's sampler asks of the backend each tick."""
     for domain in backend.list_domains():
         backend.read_counters(domain.uuid)
         backend.get_sched(domain.uuid)
+        backend.get_pinning(domain.uuid)
 
 
 def bare_tick(conn: Any, vifs: dict[str, list[str]]) -> None:
@@ -81,6 +93,7 @@ def bare_tick(conn: Any, vifs: dict[str, list[str]]) -> None:
         for vif in vifs[dom.UUIDString()]:
             dom.interfaceStats(vif)
         dom.schedulerParameters()
+        dom.vcpuPinInfo(0)
 
 
 def _timed(tick: Callable[[], None]) -> float:
@@ -89,26 +102,40 @@ def _timed(tick: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def measure(uri: str, conn: Any, count: int, ticks: int) -> tuple[float, float]:
-    """Median seconds per tick, backend and bare, alternating tick by tick.
+def measure(
+    uri: str, conn: Any, count: int, ticks: int, state_dir: Path
+) -> tuple[float, float, float]:
+    """Median seconds per tick: daemon, backend and bare, alternating tick by tick.
 
     Alternating puts both under the same load on a shared machine, which blocks of ticks
     one after the other do not.
     """
     _populate(conn, count)
     backend = _ReadOnlyFairBackend(uri)
+    daemon_backend = _ReadOnlyFairBackend(uri)
+    settings = load_settings(
+        None, backend="libvirt", libvirt_uri=uri, state_dir=state_dir, mode="advise"
+    )
+    daemon = Daemon(settings, daemon_backend)
     try:
         listed = backend.list_domains()
         vifs = {d.uuid: [v.name for v in backend.read_counters(d.uuid).vifs] for d in listed}
         backend_tick(backend)  # warm-up: the backend reads each domain's XML once
         bare_tick(conn, vifs)
-        backend_s, bare_s = [], []
+        daemon.tick()
+        daemon_s, backend_s, bare_s = [], [], []
         for _ in range(ticks):
+            daemon_s.append(_timed(daemon.tick))
             backend_s.append(_timed(lambda: backend_tick(backend)))
             bare_s.append(_timed(lambda: bare_tick(conn, vifs)))
-        return statistics.median(backend_s), statistics.median(bare_s)
+        return (
+            statistics.median(daemon_s),
+            statistics.median(backend_s),
+            statistics.median(bare_s),
+        )
     finally:
         backend.close()
+        daemon_backend.close()
 
 
 def main() -> int:
@@ -121,18 +148,25 @@ def main() -> int:
         print(f"missing: {', '.join(missing)} (run scripts/install-system-deps)")
         return 2
     libvirt.registerErrorHandler(lambda _c, _e: None, None)
-    with tempfile.TemporaryDirectory(prefix="xvrd-bench-") as tmp:
+    with harness.exclusive_host(), tempfile.TemporaryDirectory(prefix="xvrd-bench-") as tmp:
         daemon = harness.Libvirtd(Path(tmp))
         daemon.start()
         try:
             uri = daemon.uri("test", "/default")
             conn = libvirt.open(uri)  # holds the test driver's state for the run
             print(f"libvirt {libvirt.getVersion()}, test driver through libvirtd, {uri}")
-            print(f"{'domains':>7} {'backend ms':>11} {'bare ms':>8} {'ratio':>6}")
+            print(
+                f"{'domains':>7} {'daemon tick ms':>14} {'backend ms':>10} {'bare ms':>8} "
+                f"{'daemon/bare':>11} {'backend/bare':>12}"
+            )
             for count in args.domains:
-                backend_s, bare_s = measure(uri, conn, count, args.ticks)
-                ratio = backend_s / bare_s
-                print(f"{count:>7} {backend_s * 1e3:>11.2f} {bare_s * 1e3:>8.2f} {ratio:>6.2f}")
+                daemon_s, backend_s, bare_s = measure(
+                    uri, conn, count, args.ticks, Path(tmp) / f"state-{count}"
+                )
+                print(
+                    f"{count:>7} {daemon_s * 1e3:>14.2f} {backend_s * 1e3:>10.2f} "
+                    f"{bare_s * 1e3:>8.2f} {daemon_s / bare_s:>11.2f} {backend_s / bare_s:>12.2f}"
+                )
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
         finally:

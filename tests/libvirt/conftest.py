@@ -3,7 +3,8 @@
 Fixture names the other test modules use:
 
 - ``libvirt_tools``  fails (CI) or skips (elsewhere) when libvirtd, qemu or busybox are missing
-- ``libvirtd``       a session-wide `harness.Libvirtd` (private socket, SIGTERM at the end)
+- ``libvirtd``       a session-wide `harness.Libvirtd` (private socket, SIGTERM at the end);
+                     concurrent runs on one host wait for each other (`harness.exclusive_host`)
 - ``test_uri``       the test driver through that libvirtd, its state held by a connection
 - ``qemu_uri``       the QEMU driver through that libvirtd
 - ``guests``         two running TCG guests, each with one ``ethernet`` vif (``vif1.0``...)
@@ -67,7 +68,7 @@ def libvirtd(libvirt_tools: None, tmp_path_factory: pytest.TempPathFactory) -> I
     run_dir = tmp_path_factory.mktemp("libvirtd")
     run_dir.chmod(0o755)
     daemon = harness.Libvirtd(run_dir)
-    with harness.virtlogd(run_dir):
+    with harness.exclusive_host(), harness.virtlogd(run_dir):
         daemon.start()
         try:
             yield daemon

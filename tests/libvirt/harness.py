@@ -14,6 +14,7 @@ initramfs) keyed by the kernel version, so repeated runs only boot.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import io
 import os
@@ -149,6 +150,33 @@ def _accepts(path: Path) -> bool:
         except OSError:
             return False
     return True
+
+
+#: One privileged libvirtd per host at a time: its QEMU and network drivers keep state and
+#: lock files in /run/libvirt, and guests' tap names are host-wide.
+HOST_LOCK = Path("/run/lock/xvrd-libvirt-tests.lock")
+
+
+@contextlib.contextmanager
+def exclusive_host(timeout_s: float = 900.0) -> Iterator[None]:
+    """Wait for any other run of these tests (or the bench) on this host to finish."""
+    HOST_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with HOST_LOCK.open("a") as lock:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise HarnessError(
+                        f"another libvirt test run held {HOST_LOCK} for {timeout_s:.0f} s"
+                    ) from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def ensure_host_state() -> None:
