@@ -9,7 +9,7 @@ and the daemon acts only on complete ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from xvrd.backends.base import (
     Backend,
@@ -169,15 +169,8 @@ class Sampler:
             return base  # counters went backwards: reset, no rate this time
         seconds = span_ns / 1e9
         rxb, rxp, rxd, txb, txp, txd = deltas
-        return DomainRates(
-            uuid=base.uuid,
-            domid=base.domid,
-            name=base.name,
-            creation_seq=base.creation_seq,
-            vcpus=base.vcpus,
-            weight=base.weight,
-            cap=base.cap,
-            pinning=base.pinning,
+        return replace(
+            base,
             rx_mbps=rxb * 8 / seconds / 1e6,
             tx_mbps=txb * 8 / seconds / 1e6,
             rx_pps=rxp / seconds,

@@ -156,12 +156,12 @@ def _client(args: argparse.Namespace) -> ControlClient:
     return ControlClient(args.socket or default_socket_path())
 
 
-def _run(args: argparse.Namespace, call: Callable[[ControlClient], str]) -> int:
-    """Run one change and map its outcome to an exit code and one line of output."""
+def _guarded(command: str, action: Callable[[], None]) -> int:
+    """Run one request and map its outcome to an exit code and one line on stderr."""
     try:
-        message = call(_client(args))
+        action()
     except ControlError as error:
-        print(f"xvrd {args.command}: {error.message} ({error.code})", file=sys.stderr)
+        print(f"xvrd {command}: {error.message} ({error.code})", file=sys.stderr)
         return EXIT_REFUSED
     except DaemonNotRunning as exc:
         print(exc, file=sys.stderr)
@@ -169,8 +169,12 @@ def _run(args: argparse.Namespace, call: Callable[[ControlClient], str]) -> int:
     except SocketPermissionDenied as exc:
         print(f"xvrd: {exc}", file=sys.stderr)
         return EXIT_PERMISSION
-    print(message)
     return EXIT_OK
+
+
+def _run(args: argparse.Namespace, call: Callable[[ControlClient], str]) -> int:
+    """Run one change and print the daemon's answer."""
+    return _guarded(args.command, lambda: print(call(_client(args))))
 
 
 def _set_weight(args: argparse.Namespace) -> int:
@@ -208,19 +212,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _show_status(client: ControlClient, *, as_json: bool, out: TextIO) -> int:
-    try:
+    def show() -> None:
         status = client.status()
-    except ControlError as error:
-        print(f"xvrd status: {error.message} ({error.code})", file=sys.stderr)
-        return EXIT_REFUSED
-    except DaemonNotRunning as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_NOT_RUNNING
-    except SocketPermissionDenied as exc:
-        print(f"xvrd: {exc}", file=sys.stderr)
-        return EXIT_PERMISSION
-    print(json.dumps(status, indent=2) if as_json else render_status(status), file=out)
-    return EXIT_OK
+        print(json.dumps(status, indent=2) if as_json else render_status(status), file=out)
+
+    return _guarded("status", show)
 
 
 def watch_status(
