@@ -56,7 +56,7 @@ DEMAND_MARGIN = 1.5
 IDLE_NEEDED_PCT = 5.0
 #: A domU counts in the traffic regime for this many ticks after it was last active, so a
 #: starved domU flickering around the activity threshold does not look like new traffic.
-REGIME_MEMORY = 10
+REGIME_MEMORY = 60
 #: The objective falling this far below what the last kept change achieved, for
 #: ``PERSIST + 1`` ticks, is a regression to act on even without a finding.
 REGRESSION = 0.15
@@ -77,6 +77,7 @@ class Trial:
 class AdaptiveState:
     regime: tuple[int, int, int] = (0, 0, 0)
     seen: tuple[tuple[str, int, int], ...] = ()  # (uuid, ticks left, kind) of recent traffic
+    running: tuple[str, ...] = ()  # domUs that exist
     accepted: float | None = None  # objective the last kept change achieved
     regressed: int = 0  # consecutive ticks well below it
     streak: int = 0  # consecutive ticks with findings
@@ -177,8 +178,15 @@ class AdaptivePolicy:
             give_back_cooldown=max(0, st.give_back_cooldown - 1),
             recent=(*st.recent, score)[-MEASURE:],
         )
-        regime_changed = now_regime != st.regime
-        if regime_changed:
+        running = tuple(sorted(d.uuid for d in observation.domus()))
+        kinds = {i for i, n in enumerate(now_regime) if n}
+        # New traffic means domains created or destroyed, or another kind of traffic: not a
+        # starved domU that existed all along creeping over the activity threshold.
+        regime_changed = running != st.running or kinds != {i for i, n in enumerate(st.regime) if n}
+        st = replace(st, running=running)
+        if not regime_changed:
+            st = replace(st, regime=now_regime)
+        else:
             # New traffic: what failed before may work now, and the estimate changed.
             st = replace(
                 st,
