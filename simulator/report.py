@@ -10,22 +10,12 @@ from simulator.host import SimulatedHost
 from simulator.scenario import NETWORK_WORKLOADS, Scenario
 from simulator.tcp import DATA_WIRE_BYTES, PAYLOAD_BYTES
 from simulator.workloads import goodput_mbps
+from xvrd.analysis import jain_index
 
 
 def link_goodput_mbps(link_mbps: float) -> float:
     """Best TCP goodput of one link: payload per full frame on the wire (941.49 at 1 Gb/s)."""
     return link_mbps * PAYLOAD_BYTES / DATA_WIRE_BYTES
-
-
-def jain_index(values: list[float]) -> float:
-    """Jain's fairness index: 1 when all equal, 1/n when one takes everything."""
-    if not values:
-        return 1.0
-    total = sum(values)
-    squares = sum(v * v for v in values)
-    if squares == 0:
-        return 1.0
-    return total * total / (len(values) * squares)
 
 
 @dataclass(frozen=True)
