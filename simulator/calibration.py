@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 
-from simulator.report import RunResult, jain_index, run
+from simulator.report import RunResult, run
 from simulator.scenario import report_scenario
+from xvrd.analysis import jain_index
 
 REFERENCE_FILES = {
     ("send", "default"): "send_default.csv",

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from simulator.host import SimulatedHost
-from simulator.report import jain_index, link_goodput_mbps
+from simulator.report import link_goodput_mbps
 from simulator.scenario import NETWORK_WORKLOADS, Scenario, parse_scenario, report_scenario
 from simulator.workloads import goodput_mbps
+from xvrd.analysis import jain_index
 
 #: dom0 weights the oracle tries: powers of two from Xen's default up to the maximum.
 ORACLE_WEIGHTS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65535)
