@@ -21,8 +21,8 @@ from simulator.scenario import (
     load_scenario,
     report_scenario,
 )
+from xvrd.exits import EX_CONFIG
 
-EX_CONFIG = 78  # sysexits.h: configuration error
 EX_CALIBRATION = 1  # some cell is out of tolerance
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import tempfile
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 
 from simulator.host import SimulatedHost
+from simulator.report import Controller
 from xvrd.backends.simulated import SimulatorBackend
 from xvrd.config import Settings
 from xvrd.daemon import Daemon
 from xvrd.policy.adaptive import AdaptivePolicy
 from xvrd.policy.base import Policy
-
-Controller = Callable[[SimulatedHost], int]
 
 
 def daemon_controller(

@@ -69,7 +69,10 @@ class RunResult:
         }
 
 
+#: A closed-loop controller: called after each control interval, returns how many settings
+#: it changed; a factory builds one for a host and an interval.
 Controller = Callable[[SimulatedHost], int]
+ControllerFactory = Callable[[SimulatedHost, float], Controller]
 
 
 def _advance(
@@ -90,7 +93,7 @@ def _advance(
 def run(
     scenario: Scenario,
     seed: int = 0,
-    controller: Callable[[SimulatedHost, float], Controller] | None = None,
+    controller: ControllerFactory | None = None,
     interval_s: float = 2.0,
 ) -> RunResult:
     """Warm up, then measure over ``duration_s`` of simulated time. With a ``controller``

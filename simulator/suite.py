@@ -15,11 +15,10 @@ what a controller saw. Aggregate and Jain are averaged over the run's second hal
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from simulator.host import SimulatedHost
-from simulator.report import link_goodput_mbps
+from simulator.report import Controller, ControllerFactory, link_goodput_mbps
 from simulator.scenario import NETWORK_WORKLOADS, Scenario, parse_scenario, report_scenario
 from simulator.workloads import goodput_mbps
 from xvrd.analysis import jain_index
@@ -82,10 +81,6 @@ class SuiteResult:
         }
 
 
-#: A controller is called after every interval with the host; it returns how many settings
-#: it changed. It is created fresh for each run.
-Controller = Callable[[SimulatedHost], int]
-ControllerFactory = Callable[[SimulatedHost, float], Controller]
 _CONTROLLERS: dict[str, ControllerFactory] = {}
 
 

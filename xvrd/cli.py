@@ -12,9 +12,6 @@ from collections.abc import Callable, Sequence
 
 from xvrd import __version__
 
-#: Exit code for a usage or configuration error (sysexits.h EX_CONFIG).
-EX_CONFIG = 78
-
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 

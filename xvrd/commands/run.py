@@ -26,14 +26,12 @@ from xvrd.backends.base import BackendError, BackendUnavailable, Unsupported
 from xvrd.backends.factory import make_backend
 from xvrd.config import ConfigError, Settings, load_settings
 from xvrd.daemon import Daemon
+from xvrd.exits import EX_CONFIG, EX_UNAVAILABLE
 from xvrd.logs import configure_logging
 from xvrd.notify import notify, watchdog_interval_s
 from xvrd.policy.adaptive import AdaptivePolicy
 from xvrd.policy.base import NoopPolicy, Policy
 from xvrd.state import StateError
-
-EX_CONFIG = 78
-EX_UNAVAILABLE = 69  # sysexits.h: the host (libvirtd) cannot be reached at start
 
 log = structlog.get_logger("xvrd.run")
 
