@@ -19,22 +19,10 @@ from simulator.network import Nic, Vif
 from simulator.scenario import NETWORK_WORKLOADS, PhaseSpec, Scenario, WorkloadSpec
 from simulator.tcp import ACK, DATA, PAYLOAD_BYTES, Chunk, Flow
 from simulator.workloads import Burner, DomUNet, Idle, Remote
+from xvrd.backends.base import VifCounters
 
 _UUID_NS = uuidlib.UUID("6b1f4f52-5b7e-4a57-9a0c-7a7264000000")
 DOM0_UUID = "00000000-0000-0000-0000-000000000000"
-
-
-@dataclass(frozen=True, slots=True)
-class SimVif:
-    """Cumulative counters of one vif, guest's point of view."""
-
-    name: str
-    rx_bytes: int
-    rx_packets: int
-    rx_drops: int
-    tx_bytes: int
-    tx_packets: int
-    tx_drops: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +38,7 @@ class SimDomain:
     cap: int
     pinning: tuple[frozenset[int], ...]
     cpu_ns: int
-    vifs: tuple[SimVif, ...]
+    vifs: tuple[VifCounters, ...]  # guest's point of view, as a host reports them
     workload: str
 
 
@@ -152,11 +140,11 @@ class SimulatedHost:
 
     def _snapshot(self, rec: _Live) -> SimDomain:
         d = rec.sched
-        vifs: tuple[SimVif, ...] = ()
+        vifs: tuple[VifCounters, ...] = ()
         if rec.vif is not None:
             c = rec.vif.counters
             vifs = (
-                SimVif(
+                VifCounters(
                     rec.vif.name,
                     c.rx_bytes,
                     c.rx_packets,

@@ -97,8 +97,8 @@ class Ring:
         return out
 
 
-class VifCounters:
-    """Cumulative counters of one vif, guest's point of view (rx = received by the domU)."""
+class VifTally:
+    """The running totals a vif keeps (guest's point of view); snapshots are VifCounters."""
 
     __slots__ = ("rx_bytes", "rx_drops", "rx_packets", "tx_bytes", "tx_drops", "tx_packets")
 
@@ -122,7 +122,7 @@ class Vif:
         self.port = port
         self.rx = Ring(VIF_RING_SLOTS + VIF_QUEUE_PACKETS)
         self.tx = Ring(VIF_RING_SLOTS + DOMU_TXQUEUE_PACKETS)
-        self.counters = VifCounters()
+        self.counters = VifTally()
         self.wake_domu = wake_domu
         self.attached = False
 

@@ -24,7 +24,6 @@ from xvrd.backends.base import (
     InvalidSetting,
     Pinning,
     SchedParams,
-    VifCounters,
 )
 
 
@@ -109,13 +108,7 @@ class SimulatorBackend:
 
     def read_counters(self, uuid: str) -> DomainCounters:
         d = self.host.domain(self._domid(uuid))
-        vifs = tuple(
-            VifCounters(
-                v.name, v.rx_bytes, v.rx_packets, v.rx_drops, v.tx_bytes, v.tx_packets, v.tx_drops
-            )
-            for v in d.vifs
-        )
-        return DomainCounters(uuid=uuid, cpu_ns=d.cpu_ns, vifs=vifs)
+        return DomainCounters(uuid=uuid, cpu_ns=d.cpu_ns, vifs=d.vifs)
 
     def get_sched(self, uuid: str) -> SchedParams:
         d = self.host.domain(self._domid(uuid))
