@@ -26,7 +26,7 @@ mode. Decisions depend on what is observed, not on the order domains are listed 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from xvrd.analysis import Assessment, Finding
@@ -87,8 +87,6 @@ class AdaptiveState:
     give_back_cooldown: int = 0
     recent: tuple[float, ...] = ()  # objective over the last ticks
     trial: Trial | None = None
-    changes: int = 0
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 def objective(assessment: Assessment) -> float:
@@ -209,7 +207,7 @@ class AdaptivePolicy:
         return Decision(
             actions=upkeep + actions,
             findings=findings,
-            state=replace(st, trial=new_trial, changes=st.changes + 1, streak=0, clear=0),
+            state=replace(st, trial=new_trial, streak=0, clear=0),
         )
 
     # ------------------------------------------------------------------ judging a change
@@ -261,7 +259,6 @@ class AdaptivePolicy:
             if trial.purpose in ("lower", "unpin")
             else st.give_back_cooldown,
             recent=(),
-            changes=st.changes + 1,
             regime=now_regime,
         )
         return Decision(actions=trial.revert, findings=findings, state=state)

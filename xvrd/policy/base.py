@@ -10,7 +10,7 @@ actuator (and logged as such), whatever a policy returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from xvrd.analysis import Assessment, Finding
@@ -59,7 +59,6 @@ class Decision:
     actions: tuple[Action, ...] = ()
     findings: tuple[Finding, ...] = ()
     state: Any = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 class Policy(Protocol):
