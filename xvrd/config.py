@@ -112,11 +112,9 @@ def _format(exc: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(parts)
 
 
-def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Settings from ``path`` (or XVRD_CONFIG, or the default file), env and ``overrides``.
-
-    ``overrides`` are command-line values; None values are ignored.
-    """
+def _config_file(path: Path | None) -> tuple[Path | None, dict[str, Any]]:
+    """The config file in effect (``path``, else XVRD_CONFIG, else the default file) and its
+    parsed table; (None, {}) when the default file is absent. Errors name the file."""
     explicit = path is not None or "XVRD_CONFIG" in os.environ
     if path is None:
         path = Path(os.environ.get("XVRD_CONFIG", DEFAULT_CONFIG_PATH))
@@ -125,17 +123,39 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             raise ConfigError(
                 f"config file {path} does not exist (given with --config or XVRD_CONFIG)"
             )
-        toml_path: Path | None = None
-    elif not path.is_file():
+        return None, {}
+    if not path.is_file():
         raise ConfigError(f"config file {path} is not a regular file")
-    else:
-        toml_path = path
-        try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+
+def configured_socket_path(path: Path | None = None) -> Path | None:
+    """The control socket the daemon's config file names, if it names one.
+
+    The clients (`xvrd status` and the override commands) read only this key, so a daemon
+    started with a non-default ``socket_path`` is found without repeating it on every call,
+    and a mistake elsewhere in the file does not stop an operator from reaching the daemon.
+    """
+    toml_path, table = _config_file(path)
+    if "socket_path" not in table:
+        return None
+    value = table["socket_path"]
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{toml_path}: socket_path: a non-empty path string (got {value!r})")
+    return Path(value)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``path`` (or XVRD_CONFIG, or the default file), env and ``overrides``.
+
+    ``overrides`` are command-line values; None values are ignored.
+    """
+    toml_path, _ = _config_file(path)
 
     class _FromFile(Settings):
         @classmethod

@@ -49,6 +49,51 @@ def test_the_socket_path_comes_from_the_environment(
     assert run(capsys, "status", "--json")[0] == 0
 
 
+def test_the_socket_path_comes_from_the_config_file(
+    server: ControlServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.delenv("XVRD_SOCKET_PATH", raising=False)
+    config = tmp_path / "xvrd.toml"
+    # Only socket_path is read: a key the client does not need may even be wrong.
+    config.write_text(f'socket_path = "{server.path}"\ninterval_s = -1\n')
+    assert run(capsys, "status", "--json", "--config", str(config))[0] == 0
+    monkeypatch.setenv("XVRD_CONFIG", str(config))
+    assert run(capsys, "set-weight", "web1", "512")[0] == 0
+    # --socket and the environment still win over the file.
+    assert run(capsys, "status", "--socket", str(tmp_path / "none.sock"))[0] == 3
+    monkeypatch.setenv("XVRD_SOCKET_PATH", str(tmp_path / "none.sock"))
+    assert run(capsys, "status")[0] == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "does not exist"),
+        ("socket_path = [1]\n", "socket_path: a non-empty path string"),
+        ("socket_path = \n", "not valid TOML"),
+    ],
+)
+def test_a_bad_config_file_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    text: str | None,
+    message: str,
+) -> None:
+    monkeypatch.delenv("XVRD_SOCKET_PATH", raising=False)
+    config = tmp_path / "xvrd.toml"
+    if text is not None:
+        config.write_text(text)
+    code, out, err = run(capsys, "hold", "--config", str(config))
+    assert code == 2
+    assert message in err
+    assert str(config) in err
+    assert out == ""
+
+
 @pytest.mark.parametrize(
     "case",
     [

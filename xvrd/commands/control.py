@@ -4,7 +4,7 @@ Exit codes (the same for every command here):
 
 - 0: done;
 - 1: the daemon refused (its message is printed);
-- 2: bad command-line input (nothing was sent);
+- 2: bad command-line input, or a config file that cannot be read (nothing was sent);
 - 3: the daemon is not running (no socket, or nothing listening on it);
 - 4: permission denied to the socket (not root and not in the socket's group).
 
@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
+from xvrd.config import DEFAULT_CONFIG_PATH, ConfigError, configured_socket_path
 from xvrd.control import protocol
 from xvrd.control.api import ControlError
 from xvrd.control.client import (
@@ -104,14 +107,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--socket",
         metavar="PATH",
         default=None,
-        help=f"the daemon's control socket (default: ${SOCKET_PATH_ENV} or {DEFAULT_SOCKET_PATH})",
+        help=(
+            f"the daemon's control socket (default: ${SOCKET_PATH_ENV}, else the config "
+            f"file's socket_path, else {DEFAULT_SOCKET_PATH})"
+        ),
+    )
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        type=Path,
+        default=None,
+        help=f"the daemon's config file, read for socket_path (default: $XVRD_CONFIG or "
+        f"{DEFAULT_CONFIG_PATH} if it exists)",
     )
 
     def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Any:
         parser = sub.add_parser(
             name, parents=[common], help=help_text, description=help_text, epilog=_EPILOG
         )
-        parser.set_defaults(func=func)
+        parser.set_defaults(func=_checked(func))
         return parser
 
     status = add("status", "show what the daemon sees and has done", _status)
@@ -152,8 +166,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # --- commands -------------------------------------------------------------------------------
 
 
+def socket_path(args: argparse.Namespace) -> str:
+    """--socket, else $XVRD_SOCKET_PATH, else the config file's socket_path, else the default:
+    the daemon's own precedence, so both ends agree on where the socket is."""
+    if args.socket:
+        return str(args.socket)
+    if os.environ.get(SOCKET_PATH_ENV):
+        return default_socket_path()
+    configured = configured_socket_path(args.config)
+    return str(configured) if configured is not None else DEFAULT_SOCKET_PATH
+
+
 def _client(args: argparse.Namespace) -> ControlClient:
-    return ControlClient(args.socket or default_socket_path())
+    return ControlClient(socket_path(args))
+
+
+def _checked(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A config file that cannot be read is a usage error: one line, exit 2, nothing sent."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except ConfigError as exc:
+            print(f"xvrd {args.command}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return run
 
 
 def _guarded(command: str, action: Callable[[], None]) -> int:
