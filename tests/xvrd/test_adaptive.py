@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from simulator.scenario import report_scenario
+from simulator.closed_loop import daemon_controller
+from simulator.host import SimulatedHost
+from simulator.scenario import Scenario, parse_scenario, report_scenario
 from simulator.suite import run_strategy, suite_scenarios
 from xvrd.backends.simulated import SimulatorBackend
 from xvrd.config import Settings
@@ -82,3 +84,74 @@ def test_advise_mode_reports_and_changes_nothing(tmp_path: Path) -> None:
     advised = [a for a in status["actions"] if not a["applied"]]
     assert advised
     assert "advise mode" in advised[-1]["reason"]
+
+
+# ---------------------------------------------------------------- a network domU among burners
+def burners(duration: float, burners_stop_s: float | None = None) -> Scenario:
+    """One receiving domU among three CPU burners (the suite's network-among-burners)."""
+    burn: dict[str, object] = {"name": "burn", "count": 3, "workload": "burn", "duty": 1.0}
+    if burners_stop_s is not None:
+        burn["stop_s"] = burners_stop_s
+    return parse_scenario(
+        {
+            "name": "network-among-burners",
+            "duration_s": duration,
+            "domains": [{"name": "net", "workload": "receive"}, burn],
+        }
+    )
+
+
+def closed_loop(scenario: Scenario, settings: Settings | None = None) -> Daemon:
+    """The daemon's tick after each 2 s of the scenario; returns the daemon to inspect."""
+    host = SimulatedHost(scenario)
+    control = daemon_controller(host, 2.0)
+    daemon: Daemon = control.daemon  # type: ignore[attr-defined]
+    for _ in range(round(scenario.duration_s / 2.0)):
+        host.advance(2.0)
+        control(host)
+    return daemon
+
+
+def weight_of(daemon: Daemon, name: str) -> int:
+    assert daemon.observation is not None
+    return next(d.weight for d in daemon.observation.domains if d.name == name)
+
+
+def test_a_network_domu_crowded_out_by_cpu_burners_gets_its_weight_raised() -> None:
+    """dom0's weight alone locks the network domU in behind the burners (about 210 Mb/s);
+    raising its own weight with dom0's beats the best static dom0 setting (1024)."""
+    scenario = burners(30.0)
+    adaptive = run_strategy(scenario, "adaptive")
+    best = run_strategy(scenario, "static", dom0_weight=1024)
+    assert adaptive.aggregate_mbps >= 0.98 * best.aggregate_mbps
+    assert adaptive.converge_intervals is not None
+    assert adaptive.converge_intervals <= 10
+    assert adaptive.changes == 1
+    daemon = closed_loop(scenario)
+    assert weight_of(daemon, "net") > 256
+    assert {weight_of(daemon, f"burn{i}") for i in (1, 2, 3)} == {256}
+    raised = [a for a in daemon.status()["actions"] if a["domain"] == "net"]
+    assert raised
+    assert raised[0]["reason"].startswith("crowded out: net moves")
+
+
+def test_a_raised_domu_weight_is_given_back_once_no_burner_competes() -> None:
+    daemon = closed_loop(burners(70.0, burners_stop_s=20.0))
+    assert weight_of(daemon, "net") == 256
+    reasons = [a["reason"] for a in daemon.status()["actions"] if a["domain"] == "net"]
+    assert reasons[0].startswith("crowded out")
+    assert reasons[-1] == "give CPU back: no CPU-bound domU competes with it"
+
+
+def test_a_network_domu_with_a_manual_weight_is_not_raised(tmp_path: Path) -> None:
+    host = SimulatedHost(burners(20.0))
+    settings = Settings(backend="simulator", scenario=Path("x"), state_dir=tmp_path)
+    daemon = Daemon(settings, SimulatorBackend(host, speed=None), AdaptivePolicy())
+    daemon.set_weight("net", 256)
+    daemon.tick()
+    for _ in range(10):
+        host.advance(2.0)
+        daemon.tick()
+    assert host.domain(1).name == "net"
+    assert host.domain(1).weight == 256
+    assert all(a["domain"] != "net" or "manual" in a["reason"] for a in daemon.status()["actions"])

@@ -74,3 +74,33 @@ def test_dom0_share_follows_weights_of_cpu_active_domains() -> None:
 def test_no_dom0_no_findings() -> None:
     obs = Observation(0, 2.0, 2, (dom(1, 100, 5), dom(2, 1, 0.1)))
     assert detect(obs, assess(obs, 984.0, 0.5)) == ()
+
+
+def test_a_network_domu_behind_cpu_burners_is_crowded_out() -> None:
+    """The suite's network-among-burners at default weights: the receiver gets 13 % of the
+    host where its weight earns 20 %, the burners take 22 % each."""
+    obs = observe(19.1, [(361, 13.4)] + [(0, 22.0)] * 3)
+    found = findings(obs)
+    assert found["crowded-out"]["short"] == "dom1"
+    assert found["crowded-out"]["short_due_pct"] == 20.0
+    assert found["crowded-out"]["cpu_bound_domus"] == 3
+
+
+def test_domus_that_all_move_traffic_crowd_nobody_out() -> None:
+    obs = observe(19.1, [(361, 13.4)] + [(5, 22.0)] * 3)
+    assert "crowded-out" not in findings(obs)
+
+
+def test_with_idle_cpu_nobody_is_crowded_out() -> None:
+    obs = observe(19.1, [(361, 13.4)] + [(0, 15.0)] * 3)
+    assert "crowded-out" not in findings(obs)
+
+
+def test_a_raised_domu_is_judged_by_the_weight_it_had() -> None:
+    """At 512 the receiver earns 24 % and uses 18 %: short of its raised weight's share but
+    above what its own 256 earned, so the raise is not raised again."""
+    rows = (dom(0, 0.0, 30.0, 838), dom(1, 550, 18.0, 512), *(dom(i, 0, 16.0) for i in (2, 3, 4)))
+    obs = Observation(0, 2.0, 2, rows)
+    a = assess(obs, link_frame_mbps=984.0, active_threshold_mbps=0.5)
+    assert "crowded-out" in {f.kind for f in detect(obs, a)}
+    assert "crowded-out" not in {f.kind for f in detect(obs, a, {"u1": 256})}

@@ -20,10 +20,13 @@ EVERYWHERE = Pinning((frozenset({0, 1}),))
 @st.composite
 def observation(draw: Any, n: int) -> Observation:
     rows = []
+    # A busy host (little idle CPU) is where domUs crowd each other out.
+    low = draw(st.sampled_from([0.0, 0.0, 0.9])) * 100.0 / (n + 1)
     for i in range(n + 1):
-        rx = draw(st.floats(0, 1000, allow_nan=False))
-        tx = draw(st.floats(0, 1000, allow_nan=False))
-        cpu = draw(st.floats(0, 100.0 / (n + 1), allow_nan=False))
+        # Some domUs move nothing (CPU burners, idle ones).
+        rx = draw(st.just(0.0) | st.floats(0, 1000, allow_nan=False))
+        tx = draw(st.just(0.0) | st.floats(0, 1000, allow_nan=False))
+        cpu = draw(st.floats(low, 100.0 / (n + 1), allow_nan=False))
         weight = draw(st.integers(1, 65535))
         pinning = draw(st.sampled_from([EVERYWHERE, Pinning((frozenset({0}),)),
                                         Pinning((frozenset({1}),))]))  # fmt: skip
@@ -112,3 +115,21 @@ def test_decision_does_not_depend_on_the_order_domains_are_listed(
     for a, b in zip(straight, permuted, strict=True):
         assert set(a.actions) == set(b.actions)
         assert {f.kind for f in a.findings} == {f.kind for f in b.findings}
+
+
+@settings(max_examples=300, deadline=None)
+@given(run())
+def test_a_domu_weight_rises_only_on_a_crowding_finding_and_otherwise_returns_to_its_own(
+    case: tuple[list[Observation], PolicyContext, list[int]],
+) -> None:
+    """A domU's weight goes up only with the finding that justifies it; any other change
+    puts back a weight that domU had (a revert, or a boost given back)."""
+    ticks, context, _ = case
+    had: dict[str, set[int]] = {}
+    for obs, decision in zip(ticks, drive(ticks, context), strict=True):
+        for d in obs.domus():
+            had.setdefault(d.uuid, set()).add(d.weight)
+        kinds = {f.kind for f in decision.findings}
+        for action in decision.actions:
+            if isinstance(action, SetWeight) and action.uuid != "uuid-00":
+                assert "crowded-out" in kinds or action.weight in had[action.uuid]

@@ -32,7 +32,13 @@ from typing import Any
 from xvrd.analysis import Assessment, Finding
 from xvrd.backends.base import Pinning
 from xvrd.policy.base import Action, Decision, PolicyContext, SetPinning, SetWeight
-from xvrd.policy.detect import Dom0Load, detect, dom0_load
+from xvrd.policy.detect import (
+    Dom0Load,
+    cpu_bound_without_traffic,
+    crowded_out,
+    detect,
+    dom0_load,
+)
 from xvrd.sampler import DomainRates, Observation
 
 #: A change is kept when it raises the objective by at least this fraction.
@@ -71,6 +77,8 @@ class Trial:
     baseline: float
     samples: tuple[float, ...] = ()
     settle: int = SETTLE
+    boost: tuple[tuple[str, int, int], ...] = ()  # (uuid, weight before, set) if kept
+    unboost: frozenset[str] = frozenset()  # boosts given back if kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,9 @@ class AdaptiveState:
     give_back_cooldown: int = 0
     recent: tuple[float, ...] = ()  # objective over the last ticks
     trial: Trial | None = None
+    # domUs whose weight the policy raised: (uuid, weight before, weight set)
+    boosted: tuple[tuple[str, int, int], ...] = ()
+    uncrowded: int = 0  # consecutive ticks without a CPU-bound domU moving no traffic
 
 
 def objective(assessment: Assessment) -> float:
@@ -138,14 +149,31 @@ class AdaptivePolicy:
         state: Any,
     ) -> Decision:
         st: AdaptiveState = state if isinstance(state, AdaptiveState) else AdaptiveState()
-        findings = detect(observation, assessment)
+        weights = {d.uuid: d.weight for d in observation.domus()}
+        # A boost is forgotten once its domU is gone, has a manual weight, or someone else
+        # set its weight (a trial in flight changes it on purpose).
+        st = replace(
+            st,
+            boosted=tuple(
+                (uuid, before, now)
+                for uuid, before, now in st.boosted
+                if uuid in weights
+                and uuid not in context.manual
+                and (st.trial is not None or weights[uuid] == now)
+            ),
+        )
+        findings = detect(observation, assessment, {u: before for u, before, _ in st.boosted})
         dom0 = observation.dom0()
         if dom0 is None:
             return Decision(findings=findings, state=st)
         score = objective(assessment)
         seen = remember_traffic(observation, assessment, st.seen)
         now_regime = regime(seen)
-        st = replace(st, seen=seen)
+        st = replace(
+            st,
+            seen=seen,
+            uncrowded=0 if cpu_bound_without_traffic(observation, assessment) else st.uncrowded + 1,
+        )
         if context.held:
             # Nothing changes on the host: keep judging nothing, just keep watching.
             return Decision(findings=findings, state=replace(st, trial=None, recent=()))
@@ -235,10 +263,15 @@ class AdaptivePolicy:
         else:
             kept = mean >= trial.baseline * (1 + GAIN)
         if kept:
+            before = {u: w for u, w, _ in st.boosted}
+            boosted = {u: (w, n) for u, w, n in st.boosted if u not in trial.unboost}
+            for uuid, old, new in trial.boost:
+                boosted[uuid] = (before.get(uuid, old), new)
             return Decision(
                 findings=findings,
                 state=replace(
                     st,
+                    boosted=tuple(sorted((u, w, n) for u, (w, n) in boosted.items())),
                     trial=None,
                     failures=0,
                     cooldown=0,
@@ -284,6 +317,11 @@ class AdaptivePolicy:
         estimate = wr.clamp(self._estimate(obs, load))
         if findings and st.streak >= PERSIST and st.cooldown == 0:
             evidence = "; ".join(f.summary for f in findings)
+            boost = self._boost_trial(
+                obs, assessment, context, findings, estimate, baseline, st.boosted
+            )
+            if boost is not None:
+                return boost
             target = wr.clamp(estimate if estimate > dom0.weight * 1.2 else dom0.weight * 2)
             if weight_free and target > dom0.weight:
                 return self._weight_trial(dom0, target, "raise", evidence, baseline)
@@ -296,7 +334,12 @@ class AdaptivePolicy:
             ):
                 return self._pin_trial(obs, baseline, evidence)
             return None
-        if findings or not weight_free or st.give_back_cooldown:
+        if findings or st.give_back_cooldown:
+            return None
+        unboost = self._unboost_trial(obs, st, baseline)
+        if unboost is not None:
+            return unboost
+        if not weight_free:
             return None
         if regime_changed and dom0.weight > max(wr.default, estimate) * 1.5:
             # Fewer or lighter network-active domUs: start again from the estimate.
@@ -314,6 +357,87 @@ class AdaptivePolicy:
                 )
                 return self._weight_trial(dom0, target, "lower", reason, baseline)
         return None
+
+    @staticmethod
+    def _boost_trial(  # noqa: PLR0917 (one call site, each argument a different input)
+        obs: Observation,
+        assessment: Assessment,
+        context: PolicyContext,
+        findings: tuple[Finding, ...],
+        estimate: int,
+        baseline: float,
+        boosted: tuple[tuple[str, int, int], ...],
+    ) -> tuple[tuple[Action, ...], Trial] | None:
+        """Double the weight of network domUs crowded out by CPU-bound ones, so they stay
+        UNDER and run when they have work; with dom0 short of credit too, raise dom0 to its
+        estimate in the same step, since raising either end of the path alone moves the
+        bottleneck to the other."""
+        short, _ = crowded_out(obs, assessment, {u: before for u, before, _ in boosted})
+        wr = context.weight_range
+        crowded = next((f for f in findings if f.kind == "crowded-out"), None)
+        targets = [
+            (d, wr.clamp(d.weight * 2))
+            for d in short
+            if d.uuid not in context.manual and wr.clamp(d.weight * 2) > d.weight
+        ]
+        if crowded is None or not targets:
+            return None
+        change: list[Action] = [
+            SetWeight(d.uuid, d.name, new, f"crowded out: {crowded.summary}") for d, new in targets
+        ]
+        revert: list[Action] = [
+            SetWeight(d.uuid, d.name, d.weight, f"raise did not help: back to {d.weight}")
+            for d, _ in targets
+        ]
+        dom0 = obs.dom0()
+        dom0_short = next((f for f in findings if f.kind in ("collapse", "dom0-starved")), None)
+        if (
+            dom0 is not None
+            and dom0_short is not None
+            and dom0.uuid not in context.manual
+            and estimate > dom0.weight * 1.2
+        ):
+            change.append(SetWeight(dom0.uuid, dom0.name, estimate, dom0_short.summary))
+            revert.append(
+                SetWeight(
+                    dom0.uuid, dom0.name, dom0.weight, f"raise did not help: back to {dom0.weight}"
+                )
+            )
+        boost = tuple((d.uuid, d.weight, new) for d, new in targets)
+        return tuple(change), Trial("raise", tuple(revert), baseline, boost=boost)
+
+    @staticmethod
+    def _unboost_trial(
+        obs: Observation, st: AdaptiveState, baseline: float
+    ) -> tuple[tuple[Action, ...], Trial] | None:
+        """Give a raised domU its weight back once it moves no traffic any more, or no
+        CPU-bound domU has competed with it for ``GIVE_BACK_AFTER`` ticks."""
+        by_uuid = {d.uuid: d for d in obs.domus()}
+        recent = {uuid for uuid, _, _ in st.seen}
+        done = [
+            (by_uuid[u], before, now)
+            for u, before, now in st.boosted
+            if u in by_uuid and (u not in recent or st.uncrowded >= GIVE_BACK_AFTER)
+        ]
+        if not done:
+            return None
+        change = tuple(
+            SetWeight(
+                d.uuid,
+                d.name,
+                before,
+                "give CPU back: no CPU-bound domU competes with it"
+                if d.uuid in recent
+                else "give CPU back: it moves no traffic any more",
+            )
+            for d, before, _ in done
+        )
+        revert = tuple(
+            SetWeight(d.uuid, d.name, now, f"giving back hurt: back to {now}") for d, _, now in done
+        )
+        return change, Trial(
+            "lower", revert, baseline, unboost=frozenset(d.uuid for d, _, _ in done)
+        )
 
     @staticmethod
     def _estimate(obs: Observation, load: Dom0Load) -> int:

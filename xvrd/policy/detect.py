@@ -1,14 +1,21 @@
-"""Findings from observations alone: unfairness and throughput collapse, with their evidence.
+"""Findings from observations alone: unfairness, throughput collapse, crowding out.
 
-Both findings require dom0 to be short of CPU, because that is the cause xvrd can fix (by
-weight or pinning): dom0 does every domU's packet work, and when it runs out of credit the
-domains it serves last starve and the whole host slows. A domU that simply wants less (an
-application-limited flow) never triggers anything: its low rate comes with a dom0 that has
-time to spare.
+Unfairness and collapse require dom0 to be short of CPU, because that is the cause xvrd can
+fix (by weight or pinning): dom0 does every domU's packet work, and when it runs out of
+credit the domains it serves last starve and the whole host slows. A domU that simply wants
+less (an application-limited flow) never triggers anything: its low rate comes with a dom0
+that has time to spare.
+
+The other end of the path is the network domU itself: among CPU-bound domUs it is runnable
+most of the time, so it rarely wakes with the credit scheduler's BOOST and queues behind
+them at equal priority. *Crowded out* is that case as observed: the link underused, no idle
+CPU, a network-active domU getting well below what its weight earns while domUs moving no
+traffic take at least theirs. Its weight is what can fix it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from xvrd.analysis import Assessment, Finding
@@ -28,6 +35,8 @@ EFFICIENCY_LOW = 0.95
 IDLE_COLLAPSE_PCT = 10.0
 #: A domain using at least this much of the host counts in the credit arithmetic.
 CPU_ACTIVE_PCT = 0.5
+#: A network-active domU using less than this fraction of what its weight earns is short.
+DOMU_SHORT = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +68,61 @@ def dom0_load(obs: Observation) -> Dom0Load | None:
     return Dom0Load(dom0.cpu_pct, capacity, min(due, capacity), dom0.weight)
 
 
-def detect(obs: Observation, assessment: Assessment) -> tuple[Finding, ...]:
-    """Unfairness and collapse findings, each with the figures that show it."""
+def due_pct(obs: Observation, d: DomainRates, weight: int | None = None) -> float:
+    """What a domain's weight (or ``weight`` instead) earns it, % of the host among CPU-active
+    domains, at most what its vCPUs can use."""
+    own = d.weight if weight is None else weight
+    total = sum(x.weight for x in obs.domains if (x.cpu_pct or 0.0) >= CPU_ACTIVE_PCT)
+    total += own - (d.weight if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT else 0)
+    capacity = 100.0 * min(d.vcpus, obs.host_cpus) / obs.host_cpus
+    return min(capacity, 100.0 * own / total) if total > 0 else capacity
+
+
+def crowded_out(
+    obs: Observation, assessment: Assessment, entitled: Mapping[str, int] | None = None
+) -> tuple[list[DomainRates], list[DomainRates]]:
+    """Network-active domUs short of what their weight earns while domUs moving no traffic
+    take at least theirs, the link underused and the CPU taken: (short, CPU-bound).
+
+    ``entitled`` gives the weight to judge a domU by when it is not its current one (the
+    weight it had before xvrd raised it), so a raise is judged against what the domU was
+    due, not what the raise itself made it due: once it gets that, it is not short."""
+    if assessment.efficiency >= EFFICIENCY_LOW or assessment.idle_pct >= IDLE_COLLAPSE_PCT:
+        return [], []
+    bound = cpu_bound_without_traffic(obs, assessment)
+    if not bound:
+        return [], []
+    active = set(assessment.network_active)
+    entitled = entitled or {}
+    short = [
+        d
+        for d in obs.domus()
+        if d.uuid in active
+        and (d.cpu_pct or 0.0) < DOMU_SHORT * due_pct(obs, d, entitled.get(d.uuid))
+    ]
+    return sorted(short, key=lambda d: d.uuid), bound
+
+
+def cpu_bound_without_traffic(obs: Observation, assessment: Assessment) -> list[DomainRates]:
+    """domUs moving no traffic that use at least what their weight earns."""
+    active = set(assessment.network_active)
+    return sorted(
+        (
+            d
+            for d in obs.domus()
+            if d.uuid not in active
+            and (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT
+            and (d.cpu_pct or 0.0) >= due_pct(obs, d)
+        ),
+        key=lambda d: d.uuid,
+    )
+
+
+def detect(
+    obs: Observation, assessment: Assessment, entitled: Mapping[str, int] | None = None
+) -> tuple[Finding, ...]:
+    """Unfairness, collapse and crowding-out findings, each with the figures that show it
+    (``entitled``: see `crowded_out`)."""
     load = dom0_load(obs)
     if load is None:
         return ()
@@ -73,6 +135,9 @@ def detect(obs: Observation, assessment: Assessment) -> tuple[Finding, ...]:
     collapse = _collapse(active, assessment, load)
     if collapse is not None:
         findings.append(collapse)
+    crowded = _crowded(obs, assessment, entitled or {})
+    if crowded is not None:
+        findings.append(crowded)
     return tuple(findings)
 
 
@@ -128,3 +193,34 @@ def _collapse(active: list[DomainRates], assessment: Assessment, load: Dom0Load)
         f"earns and {idle:.0f} % of the CPU idle"
     )
     return Finding(kind, summary, evidence)
+
+
+def _crowded(
+    obs: Observation, assessment: Assessment, entitled: Mapping[str, int]
+) -> Finding | None:
+    short, bound = crowded_out(obs, assessment, entitled)
+    if not short:
+        return None
+
+    def due(d: DomainRates) -> float:
+        return due_pct(obs, d, entitled.get(d.uuid))
+
+    first = min(short, key=lambda d: ((d.cpu_pct or 0.0) / due(d), d.uuid))
+    names = ",".join(d.name for d in short[:8])
+    bound_cpu = sum(d.cpu_pct or 0.0 for d in bound) / len(bound)
+    evidence: dict[str, float | int | str] = {
+        "short": names,
+        "short_cpu_pct": round(first.cpu_pct or 0.0, 1),
+        "short_due_pct": round(due(first), 1),
+        "cpu_bound_domus": len(bound),
+        "cpu_bound_cpu_pct": round(bound_cpu, 1),
+        "efficiency": round(assessment.efficiency, 3),
+        "idle_pct": round(assessment.idle_pct, 1),
+    }
+    summary = (
+        f"{first.name} moves {first.throughput_mbps:.0f} Mb/s on {first.cpu_pct or 0.0:.0f} % "
+        f"of the host against {due(first):.0f} % its weight earns, while "
+        f"{len(bound)} CPU-bound domU(s) without traffic take {bound_cpu:.0f} % each and "
+        f"{assessment.idle_pct:.0f} % is idle"
+    )
+    return Finding("crowded-out", summary, evidence)
