@@ -155,3 +155,11 @@ def test_a_network_domu_with_a_manual_weight_is_not_raised(tmp_path: Path) -> No
     assert host.domain(1).name == "net"
     assert host.domain(1).weight == 256
     assert all(a["domain"] != "net" or "manual" in a["reason"] for a in daemon.status()["actions"])
+
+
+def test_dom0_gives_back_only_what_the_credit_arithmetic_says_it_can_spare() -> None:
+    """Among the burners dom0 uses about 31 % of the host at 838; half that weight would
+    earn it 25 %, so halving can only starve it: no give-back trial, one change in all."""
+    result = run_strategy(burners(60.0), "adaptive")
+    assert result.changes == 1
+    assert {s.dom0_weight for s in result.timeline[1:]} == {838}

@@ -349,8 +349,10 @@ class AdaptivePolicy:
         if st.clear >= GIVE_BACK_AFTER and assessment.idle_pct < IDLE_NEEDED_PCT:
             if pinned and not context.dom0_pin_manual:
                 return self._unpin_trial(obs, baseline)
-            if dom0.weight > wr.default:
-                target = max(wr.default, dom0.weight // 2)
+            target = max(wr.default, dom0.weight // 2)
+            # Only as far as the credit arithmetic still covers what dom0 uses: below that,
+            # dom0 runs out of credit and the trial can only fail.
+            if dom0.weight > wr.default and self._earns(obs, load, target) >= load.cpu_pct:
                 reason = (
                     f"give CPU back: no findings for {st.clear} ticks and only "
                     f"{assessment.idle_pct:.0f} % idle"
@@ -438,6 +440,12 @@ class AdaptivePolicy:
         return change, Trial(
             "lower", revert, baseline, unboost=frozenset(d.uuid for d, _, _ in done)
         )
+
+    @staticmethod
+    def _earns(obs: Observation, load: Dom0Load, weight: int) -> float:
+        """What dom0 would earn at ``weight``, % of the host, at most what its vCPUs use."""
+        others = sum(d.weight for d in obs.domus() if (d.cpu_pct or 0.0) >= 0.5)
+        return min(load.capacity_pct, 100.0 * weight / (weight + others))
 
     @staticmethod
     def _estimate(obs: Observation, load: Dom0Load) -> int:
