@@ -163,3 +163,25 @@ def test_dom0_gives_back_only_what_the_credit_arithmetic_says_it_can_spare() -> 
     result = run_strategy(burners(60.0), "adaptive")
     assert result.changes == 1
     assert {s.dom0_weight for s in result.timeline[1:]} == {838}
+
+
+# ---------------------------------------------------------------- domUs joining and leaving
+def test_the_tick_domus_leave_is_not_taken_for_a_collapse() -> None:
+    """Six of eight receivers stop at 20 s: their traffic of that interval is missing from
+    the tick's figures, which look like a collapse. The policy waits for a whole tick and
+    lowers dom0's weight for the two left instead of doubling it."""
+    scenario = parse_scenario(
+        {
+            "name": "leave",
+            "duration_s": 30,
+            "domains": [
+                {"name": "base", "count": 2, "workload": "receive"},
+                {"name": "extra", "count": 6, "workload": "receive", "stop_s": 20},
+            ],
+        }
+    )
+    weights = [s.dom0_weight for s in run_strategy(scenario, "adaptive").timeline]
+    before_leave = weights[9]  # the sample at 20 s
+    assert before_leave > 256
+    assert max(weights[10:]) <= before_leave
+    assert weights[-1] < before_leave

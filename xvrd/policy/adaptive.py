@@ -98,6 +98,7 @@ class AdaptiveState:
     # domUs whose weight the policy raised: (uuid, weight before, weight set)
     boosted: tuple[tuple[str, int, int], ...] = ()
     uncrowded: int = 0  # consecutive ticks without a CPU-bound domU moving no traffic
+    left: bool = False  # domains were destroyed in the last interval
 
 
 def objective(assessment: Assessment) -> float:
@@ -179,6 +180,13 @@ class AdaptivePolicy:
             return Decision(findings=findings, state=replace(st, trial=None, recent=()))
         if st.trial is not None:
             return self._judge(st, score, now_regime, findings)
+        running = tuple(sorted(d.uuid for d in observation.domus()))
+        if set(st.running) - set(running):
+            # Domains destroyed during the interval took their share of its traffic with
+            # them: this tick's aggregate and Jain are partial, no evidence for anything.
+            # The next tick sees the new set of domains whole.
+            survivors = tuple(sorted(set(st.running) & set(running)))
+            return Decision(state=replace(st, running=survivors, left=True))
 
         regressed = (
             st.regressed + 1
@@ -204,12 +212,13 @@ class AdaptivePolicy:
             give_back_cooldown=max(0, st.give_back_cooldown - 1),
             recent=(*st.recent, score)[-MEASURE:],
         )
-        running = tuple(sorted(d.uuid for d in observation.domus()))
         kinds = {i for i, n in enumerate(now_regime) if n}
         # New traffic means domains created or destroyed, or another kind of traffic: not a
         # starved domU that existed all along creeping over the activity threshold.
-        regime_changed = running != st.running or kinds != {i for i, n in enumerate(st.regime) if n}
-        st = replace(st, running=running)
+        regime_changed = (
+            st.left or running != st.running or kinds != {i for i, n in enumerate(st.regime) if n}
+        )
+        st = replace(st, running=running, left=False)
         if not regime_changed:
             st = replace(st, regime=now_regime)
         else:
@@ -222,6 +231,7 @@ class AdaptivePolicy:
                 give_back_cooldown=0,
                 accepted=None,
                 regressed=0,
+                recent=(score,),  # the baseline is the new traffic's, not the old one's
             )
             if findings:
                 st = replace(st, streak=max(st.streak, PERSIST))
