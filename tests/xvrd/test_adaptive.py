@@ -185,3 +185,12 @@ def test_the_tick_domus_leave_is_not_taken_for_a_collapse() -> None:
     assert before_leave > 256
     assert max(weights[10:]) <= before_leave
     assert weights[-1] < before_leave
+
+
+def test_domus_joining_a_busy_dom0_get_its_weight_at_the_first_whole_tick() -> None:
+    """Six receivers join two at 30 s; the first tick that sees their rates (32 s) raises
+    dom0's weight from the estimate rather than waiting for the starvation to persist."""
+    scenario = next(s for s in suite_scenarios() if s.name == "join-leave")
+    result = run_strategy(scenario.model_copy(update={"duration_s": 40.0}), "adaptive")
+    weight = {s.t_s: s.dom0_weight for s in result.timeline}
+    assert weight[34.0] > 2 * weight[30.0]

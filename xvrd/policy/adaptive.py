@@ -218,6 +218,8 @@ class AdaptivePolicy:
         regime_changed = (
             st.left or running != st.running or kinds != {i for i, n in enumerate(st.regime) if n}
         )
+        # Domains created since the last tick (not at the first one: that is the start).
+        joined = len(set(running) - set(st.running)) if st.running else 0
         st = replace(st, running=running, left=False)
         if not regime_changed:
             st = replace(st, regime=now_regime)
@@ -236,7 +238,9 @@ class AdaptivePolicy:
             if findings:
                 st = replace(st, streak=max(st.streak, PERSIST))
         upkeep = self._keep_domus_off_dom0(observation, context)
-        trial = self._next_trial(observation, assessment, context, st, findings, regime_changed)
+        trial = self._next_trial(
+            observation, assessment, context, st, findings, regime_changed, joined
+        )
         if trial is None:
             return Decision(actions=upkeep, findings=findings, state=st)
         actions, new_trial = trial
@@ -315,6 +319,7 @@ class AdaptivePolicy:
         st: AdaptiveState,
         findings: tuple[Finding, ...],
         regime_changed: bool,
+        joined: int,
     ) -> tuple[tuple[Action, ...], Trial] | None:
         dom0 = obs.dom0()
         load = dom0_load(obs)
@@ -351,6 +356,14 @@ class AdaptivePolicy:
             return unboost
         if not weight_free:
             return None
+        if joined and load.busy and load.credit_bound and estimate > dom0.weight * 1.5:
+            # More domUs to serve and dom0 already uses what its weight earns: the new flows
+            # are still ramping up, so waiting for a finding only lets them starve first.
+            reason = (
+                f"more traffic to serve: {joined} new domU(s), dom0 at {load.cpu_pct:.0f} % "
+                f"against {load.due_pct:.0f} % its weight earns: estimate {estimate}"
+            )
+            return self._weight_trial(dom0, estimate, "raise", reason, baseline)
         if regime_changed and dom0.weight > max(wr.default, estimate) * 1.5:
             # Fewer or lighter network-active domUs: start again from the estimate.
             target = max(wr.default, estimate)
