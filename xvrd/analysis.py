@@ -26,7 +26,7 @@ def jain_index(values: list[float]) -> float:
 class Finding:
     """Something wrong with the sharing, with the figures that show it."""
 
-    kind: str  # "unfairness" or "collapse"
+    kind: str  # "unfairness", "collapse", "dom0-starved", "crowded-out", "regression"
     summary: str
     evidence: dict[str, float | int | str] = field(default_factory=dict)
 

@@ -117,7 +117,7 @@ def test_decision_does_not_depend_on_the_order_domains_are_listed(
         assert {f.kind for f in a.findings} == {f.kind for f in b.findings}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(run())
 def test_a_domu_weight_rises_only_on_a_crowding_finding_and_otherwise_returns_to_its_own(
     case: tuple[list[Observation], PolicyContext, list[int]],

@@ -1,4 +1,5 @@
-"""The adaptive policy: find dom0's weight (and pinning) by trying, keep what helps.
+"""The adaptive policy: find dom0's weight (and pinning), and a crowded-out domU's weight,
+by trying, keep what helps.
 
 Each tick the policy sees the findings (`xvrd.policy.detect`) and an objective, the
 aggregate throughput times Jain's index among network-active domUs: throughput that is
@@ -7,7 +8,10 @@ shared fairly. It changes one thing at a time and judges it:
 1. *Feed-forward.* When findings persist (two ticks) or the set of network-active domUs
    changes, dom0's weight starts from what the credit arithmetic says it needs: dom0 earns
    ``w0 / (w0 + W)`` of the host, so to cover a demand ``d`` it needs ``w0 = W d / (1 - d)``,
-   W being the other CPU-active domains' weights and d dom0's use with a margin.
+   W being the other CPU-active domains' weights and d dom0's use with a margin. When
+   domUs join a dom0 that already uses what its weight earns, the first tick that sees
+   their rates goes to the estimate without waiting for a finding; the tick in which
+   domains were destroyed is skipped (their share of its traffic is missing).
 2. *Feedback.* After a change the policy lets the host settle one tick, measures the
    objective over two more, and keeps the change only if the objective rose by at least
    ``GAIN`` (lowering: did not fall by more than ``LOSS``); otherwise it puts the old value
@@ -17,7 +21,13 @@ shared fairly. It changes one thing at a time and judges it:
    dom0 is pinned to pCPU 0 and the domUs kept off it, judged the same way.
 4. *Giving CPU back.* When the findings have been gone for ``GIVE_BACK_AFTER`` ticks, dom0's
    weight is above the default (or dom0 is pinned) and the domUs could use the CPU (little
-   idle), the policy unpins or halves the weight, again keeping it only if nothing suffers.
+   idle), the policy unpins or halves the weight (only if half still earns what dom0
+   uses), again keeping it only if nothing suffers.
+5. *Crowded-out domUs.* A network domU among CPU-bound domUs is runnable most of the time,
+   seldom wakes with BOOST and queues behind them: dom0's weight cannot help it. On that
+   finding the policy doubles the domU's own weight (and dom0's to its estimate in the
+   same step if dom0 is short of credit too), judged the same way, and gives it back once
+   the domU moves no traffic or nothing CPU-bound competes with it any more.
 
 It never proposes a weight outside the scheduler's range, never touches a domain with a
 manual weight or a manual dom0 pinning, and does nothing but report while held or in advise
@@ -138,7 +148,8 @@ def regime(seen: tuple[tuple[str, int, int], ...]) -> tuple[int, int, int]:
 
 
 class AdaptivePolicy:
-    """Closed-loop tuning of dom0's weight and pinning; see the module docstring."""
+    """Closed-loop tuning of dom0's weight and pinning and crowded-out domUs' weights; see
+    the module docstring."""
 
     name = "adaptive"
 
