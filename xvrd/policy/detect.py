@@ -62,17 +62,23 @@ def dom0_load(obs: Observation) -> Dom0Load | None:
     dom0 = obs.dom0()
     if dom0 is None or dom0.cpu_pct is None:
         return None
-    others = sum(d.weight for d in obs.domus() if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT)
-    due = 100.0 * dom0.weight / (dom0.weight + others)
     capacity = 100.0 * min(dom0.vcpus, obs.host_cpus) / obs.host_cpus
-    return Dom0Load(dom0.cpu_pct, capacity, min(due, capacity), dom0.weight)
+    return Dom0Load(dom0.cpu_pct, capacity, due_pct(obs, dom0), dom0.weight)
 
 
-def due_pct(obs: Observation, d: DomainRates, weight: int | None = None) -> float:
+def active_weight(obs: Observation) -> int:
+    """The weights the credit scheduler shares the host among: those of CPU-active domains."""
+    return sum(x.weight for x in obs.domains if (x.cpu_pct or 0.0) >= CPU_ACTIVE_PCT)
+
+
+def due_pct(
+    obs: Observation, d: DomainRates, weight: int | None = None, active: int | None = None
+) -> float:
     """What a domain's weight (or ``weight`` instead) earns it, % of the host among CPU-active
-    domains, at most what its vCPUs can use."""
+    domains, at most what its vCPUs can use. ``active`` is `active_weight` when the caller
+    asks for many domains, so a tick stays linear in the number of domains."""
     own = d.weight if weight is None else weight
-    total = sum(x.weight for x in obs.domains if (x.cpu_pct or 0.0) >= CPU_ACTIVE_PCT)
+    total = active_weight(obs) if active is None else active
     total += own - (d.weight if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT else 0)
     capacity = 100.0 * min(d.vcpus, obs.host_cpus) / obs.host_cpus
     return min(capacity, 100.0 * own / total) if total > 0 else capacity
@@ -94,11 +100,12 @@ def crowded_out(
         return [], []
     active = set(assessment.network_active)
     entitled = entitled or {}
+    weights = active_weight(obs)
     short = [
         d
         for d in obs.domus()
         if d.uuid in active
-        and (d.cpu_pct or 0.0) < DOMU_SHORT * due_pct(obs, d, entitled.get(d.uuid))
+        and (d.cpu_pct or 0.0) < DOMU_SHORT * due_pct(obs, d, entitled.get(d.uuid), weights)
     ]
     return sorted(short, key=lambda d: d.uuid), bound
 
@@ -106,13 +113,14 @@ def crowded_out(
 def cpu_bound_without_traffic(obs: Observation, assessment: Assessment) -> list[DomainRates]:
     """domUs moving no traffic that use at least what their weight earns."""
     active = set(assessment.network_active)
+    weights = active_weight(obs)
     return sorted(
         (
             d
             for d in obs.domus()
             if d.uuid not in active
             and (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT
-            and (d.cpu_pct or 0.0) >= due_pct(obs, d)
+            and (d.cpu_pct or 0.0) >= due_pct(obs, d, active=weights)
         ),
         key=lambda d: d.uuid,
     )
@@ -202,8 +210,10 @@ def _crowded(
     if not short:
         return None
 
+    weights = active_weight(obs)
+
     def due(d: DomainRates) -> float:
-        return due_pct(obs, d, entitled.get(d.uuid))
+        return due_pct(obs, d, entitled.get(d.uuid), weights)
 
     first = min(short, key=lambda d: ((d.cpu_pct or 0.0) / due(d), d.uuid))
     names = ",".join(d.name for d in short[:8])
