@@ -32,7 +32,6 @@ from xvrd.control.client import (
     ControlClient,
     DaemonNotRunning,
     SocketPermissionDenied,
-    default_socket_path,
 )
 from xvrd.control.render import render_status
 
@@ -171,8 +170,9 @@ def socket_path(args: argparse.Namespace) -> str:
     the daemon's own precedence, so both ends agree on where the socket is."""
     if args.socket:
         return str(args.socket)
-    if os.environ.get(SOCKET_PATH_ENV):
-        return default_socket_path()
+    from_env = os.environ.get(SOCKET_PATH_ENV)
+    if from_env:
+        return from_env
     configured = configured_socket_path(args.config)
     return str(configured) if configured is not None else DEFAULT_SOCKET_PATH
 

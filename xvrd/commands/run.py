@@ -117,10 +117,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         backend = make_backend(settings)
         daemon = Daemon(settings, backend, make_policy(settings))
-    except ConfigError as exc:
-        print(f"xvrd: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    except StateError as exc:
+    except (ConfigError, StateError) as exc:
         print(f"xvrd: {exc}", file=sys.stderr)
         return EX_CONFIG
     except Unsupported as exc:

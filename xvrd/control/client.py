@@ -8,7 +8,6 @@ and no permission to reach the socket.
 
 from __future__ import annotations
 
-import os
 import socket
 from typing import Any
 
@@ -39,10 +38,6 @@ class SocketPermissionDenied(Exception):
             f"permission denied connecting to {path} "
             "(run as root or as a member of the socket's group)"
         )
-
-
-def default_socket_path() -> str:
-    return os.environ.get(SOCKET_PATH_ENV) or DEFAULT_SOCKET_PATH
 
 
 class ControlClient:
