@@ -250,10 +250,9 @@ def _suite(args: argparse.Namespace) -> int:
     )
     print(header)
     for r in results:
-        conv = "-" if r.converge_intervals is None else str(r.converge_intervals)
         print(
             f"{r.scenario:<28} {r.strategy:<9} {r.aggregate_mbps:7.1f} {r.jain:6.3f} "
-            f"{r.efficiency:6.3f} {conv:>8} {r.changes:>7}  {r.setting}"
+            f"{r.efficiency:6.3f} {r.converge_intervals:>8} {r.changes:>7}  {r.setting}"
         )
     return 0
 

@@ -74,6 +74,7 @@ class SimulatedHost:
         self.netback = Dom0Netback(self.engine, self.nics, self._remote_receive, self._drop)
         self.remote = Remote(self.engine, self.netback, self.rng)
         self._live: dict[int, _Live] = {}
+        self._delivered_at_stop: dict[int, int] = {}
         self._next_domid = 1
         self._seq = 0
         self._flow_ids = 0
@@ -130,8 +131,11 @@ class SimulatedHost:
         return sum(self.sched.idle_ns(pc) for pc in self.sched.pcpus)
 
     def delivered_segments(self, domid: int) -> int:
-        """TCP segments the domain's flow has delivered to its receiving application."""
-        rec = self._live[domid]
+        """TCP segments the domain's flow has delivered to its receiving application; for a
+        domain that has stopped, its final count (what iperf prints as it exits)."""
+        rec = self._live.get(domid)
+        if rec is None:
+            return self._delivered_at_stop[domid]
         return rec.flow.delivered if rec.flow is not None else 0
 
     def ping_rtts_ns(self, domid: int) -> list[int]:
@@ -274,6 +278,7 @@ class SimulatedHost:
         if rec.vif is not None:
             self.netback.detach_vif(rec.vif)
         self.sched.remove_domain(rec.sched)
+        self._delivered_at_stop[rec.domid] = self.delivered_segments(rec.domid)
         del self._live[rec.domid]
 
     def _apply_phase(self, phase: PhaseSpec) -> None:

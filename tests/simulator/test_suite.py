@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from simulator.host import SimulatedHost
-from simulator.scenario import report_scenario
+from simulator.scenario import parse_scenario, report_scenario
 from simulator.suite import (
     Sample,
     converge_intervals,
@@ -79,13 +79,47 @@ def test_registered_controller_is_called_every_interval() -> None:
     assert [s.dom0_weight for s in result.timeline] == [256, 256, 2048, 2048]
 
 
-def test_convergence_counts_intervals_until_settled() -> None:
-    def s(agg: float, jain: float) -> Sample:
-        return Sample(0.0, agg, jain, 256, False)
+def sample(agg: float, jain: float, domus: int = 4) -> Sample:
+    return Sample(0.0, agg, jain, 256, False, domus)
 
-    samples = [s(500, 0.5), s(700, 0.8), s(940, 0.99), s(941, 1.0)] + [s(941, 1.0)] * 4
-    assert converge_intervals(samples, 941, 1.0) == 2
-    assert converge_intervals([s(941, 1.0)] * 8, 941, 1.0) == 0
+
+def test_convergence_counts_intervals_until_settled() -> None:
+    samples = [sample(500, 0.5), sample(700, 0.8), sample(940, 0.99)] + [sample(941, 1.0)] * 5
+    assert converge_intervals(samples) == 2
+    assert converge_intervals([sample(941, 1.0)] * 8) == 0
+
+
+def test_convergence_is_counted_from_each_disturbance_and_the_worst_reported() -> None:
+    """A join at interval 15 is charged from the join, not from the start of the run."""
+    before = [sample(300, 0.6, 2), sample(900, 1.0, 2)] + [sample(941, 1.0, 2)] * 13
+    joined = [sample(600, 0.3, 8)] * 4 + [sample(941, 0.99, 8)] * 20
+    left = [sample(941, 1.0, 2)] * 20
+    assert converge_intervals(before + joined + left) == 4
+    assert converge_intervals(before + left) == 1
+
+
+def test_a_phase_that_never_settles_counts_half_its_length() -> None:
+    swinging = [sample(941 if i % 2 else 400, 1.0) for i in range(20)]
+    assert converge_intervals(swinging) == 9
+
+
+def test_joins_are_measured_from_the_next_interval_and_leavers_to_their_end() -> None:
+    """Domains join and leave on interval boundaries here. Counted naively, the interval
+    ending at the join would show the joiners with no traffic and the one ending at the
+    leave would lose what the leavers carried: neither is the host's sharing."""
+    scenario = parse_scenario(
+        {
+            "name": "join",
+            "duration_s": 8,
+            "domains": [
+                {"name": "base", "count": 2, "workload": "receive"},
+                {"name": "extra", "count": 2, "workload": "receive", "start_s": 2, "stop_s": 6},
+            ],
+        }
+    )
+    (result,) = run_suite([scenario], ["default"])
+    assert [s.domus for s in result.timeline] == [2, 4, 4, 2]
+    assert all(s.aggregate_mbps > 800 for s in result.timeline)
 
 
 def test_unknown_strategy_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,7 +33,6 @@ def test_receive_8_from_default_weights_converges_near_the_best_static_setting()
     scenario = report_scenario("receive", n_domus=8, duration_s=40, warmup_s=0)
     adaptive = run_strategy(scenario, "adaptive")
     aggregate, jain = best_static("receive", 8, 40)
-    assert adaptive.converge_intervals is not None
     assert adaptive.converge_intervals <= 10
     assert adaptive.aggregate_mbps >= 0.98 * aggregate
     assert adaptive.jain >= 0.98 * jain
@@ -124,7 +123,6 @@ def test_a_network_domu_crowded_out_by_cpu_burners_gets_its_weight_raised() -> N
     adaptive = run_strategy(scenario, "adaptive")
     best = run_strategy(scenario, "static", dom0_weight=1024)
     assert adaptive.aggregate_mbps >= 0.98 * best.aggregate_mbps
-    assert adaptive.converge_intervals is not None
     assert adaptive.converge_intervals <= 10
     assert adaptive.changes == 1
     daemon = closed_loop(scenario)
