@@ -124,3 +124,34 @@ def test_a_trial_overtaken_by_domains_leaving_ends_unjudged() -> None:
         state = decision.state
         reasons += [a.reason for a in decision.actions]
     assert not [r for r in reasons if "did not help" in r]
+
+
+def test_a_change_that_silences_domus_is_not_judged_fairer_for_it() -> None:
+    """Among the domUs still moving traffic the sharing would look perfect; the ones the
+    change silenced count at zero, so the change is put back."""
+    policy = AdaptivePolicy()
+    state = None
+    obs = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0)
+    dom0 = replace(obs.domains[0], weight=256)
+
+    def with_rates(rates: tuple[float, ...]) -> Observation:
+        domus = (
+            replace(d, rx_mbps=r, tx_mbps=r / 30)
+            for d, r in zip(obs.domains[1:], rates, strict=True)
+        )
+        return replace(obs, domains=(dom0, *domus))
+
+    starved = with_rates((300.0, 280.0, 200.0, 80.0, 30.0, 15.0, 10.0, 5.0))
+    for _ in range(3):
+        decision = policy.decide(starved, assess(starved, 984.0, 0.5), CONTEXT, state)
+        state = decision.state
+    assert isinstance(state, AdaptiveState)
+    assert state.trial is not None
+    two_take_all = with_rates((470.0, 470.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+    assert assess(two_take_all, 984.0, 0.5).jain == 1.0  # among the two still active
+    reasons = []
+    for _ in range(3):
+        decision = policy.decide(two_take_all, assess(two_take_all, 984.0, 0.5), CONTEXT, state)
+        state = decision.state
+        reasons += [a.reason for a in decision.actions]
+    assert reasons == ["raise did not help: back to 256"]

@@ -44,7 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from xvrd.analysis import Assessment, Finding
+from xvrd.analysis import Assessment, Finding, jain_index
 from xvrd.backends.base import Pinning
 from xvrd.policy.base import Action, Decision, PolicyContext, SetPinning, SetWeight
 from xvrd.policy.detect import (
@@ -105,6 +105,8 @@ class Trial:
     settle: int = SETTLE
     measure: int = MEASURE
     gain: float = GAIN
+    # domUs that moved traffic when it began: judged with those it silences counted at zero
+    judged_over: frozenset[str] = frozenset()
     boost: tuple[tuple[str, int, int], ...] = ()  # (uuid, weight before, set) if kept
     unboost: frozenset[str] = frozenset()  # boosts given back if kept
 
@@ -134,6 +136,12 @@ class AdaptiveState:
 def objective(assessment: Assessment) -> float:
     """Throughput shared fairly: aggregate times Jain among network-active domUs."""
     return assessment.aggregate_mbps * assessment.jain
+
+
+def jain_over(obs: Observation, uuids: set[str] | frozenset[str]) -> float:
+    """Jain's index over the given domUs as they are now, silent ones at zero: a change that
+    starves a domU below the activity threshold must not look fairer for it."""
+    return jain_index([d.throughput_mbps for d in obs.domus() if d.uuid in uuids])
 
 
 def _kind(d: DomainRates) -> int:
@@ -212,7 +220,9 @@ class AdaptivePolicy:
         running = tuple(sorted(d.uuid for d in observation.domus()))
         if st.trial is not None:
             if running == st.running:
-                return self._judge(st, (assessment.jain, score), now_regime, findings)
+                jain = jain_over(observation, st.trial.judged_over | set(assessment.network_active))
+                sample = (jain, assessment.aggregate_mbps * jain)
+                return self._judge(st, sample, now_regime, findings)
             # Domains came or went while a change was being judged: its baseline was
             # measured on other traffic, so it can be neither kept on evidence nor blamed.
             # It stays, unjudged, and the new set of domains is handled as such below.
@@ -287,7 +297,13 @@ class AdaptivePolicy:
         return Decision(
             actions=upkeep + actions,
             findings=findings,
-            state=replace(st, trial=new_trial, streak=0, clear=0, fairness=()),
+            state=replace(
+                st,
+                trial=replace(new_trial, judged_over=frozenset(assessment.network_active)),
+                streak=0,
+                clear=0,
+                fairness=(),
+            ),
         )
 
     # ------------------------------------------------------------------ judging a change
