@@ -54,8 +54,12 @@ class Sample:
     jain: float
     dom0_weight: int
     dom0_pinned: bool
-    #: Network domUs measured in this interval: those running at its start.
-    domus: int = 0
+    #: Network domUs measured in this interval (domids): those running at its start.
+    measured: frozenset[int] = frozenset()
+
+    @property
+    def domus(self) -> int:
+        return len(self.measured)
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,7 @@ def run_strategy(
             goodput_mbps(host.delivered_segments(domid) - before, interval_s)
             for domid, before in delivered.items()
         ]
+        measured = frozenset(delivered)
         delivered = {domid: host.delivered_segments(domid) for domid in _network_domids(host)}
         dom0 = host.domain(0)
         samples.append(
@@ -250,7 +255,7 @@ def run_strategy(
                 jain=jain_index(rates),
                 dom0_weight=dom0.weight,
                 dom0_pinned=dom0.pinning[0] != frozenset(range(host.pcpus)),
-                domus=len(rates),
+                measured=measured,
             )
         )
         if controller is not None:
@@ -275,11 +280,12 @@ def run_strategy(
 def converge_intervals(samples: list[Sample]) -> int:
     """Intervals to settle after the worst disturbance.
 
-    The run is cut into phases wherever the number of network domUs changes (the start is
-    the first disturbance). Within a phase, a sample is settled when its aggregate is within
-    5 % and its Jain within 0.03 of the phase's second-half means, and the phase converges
-    after k intervals when every sample from k to the middle of the phase is settled (a
-    phase that never settles counts half its length).
+    The run is cut into phases wherever the set of network domUs measured changes (the
+    start is the first disturbance). Within a phase, a sample is settled when its aggregate
+    is within 5 % and its Jain within 0.03 of the phase's second-half means, and the phase
+    converges after k intervals when every sample from k to the middle of the phase is
+    settled. Only the first half is examined, so a phase unsettled up to its middle counts
+    about half its length: a large figure means "did not settle" for a phase that long.
     Counting from each disturbance keeps a join at 30 s from being charged 15 intervals.
     """
     return max((_settle_intervals(phase) for phase in _phases(samples)), default=0)
@@ -299,10 +305,10 @@ def _settle_intervals(phase: list[Sample]) -> int:
 
 
 def _phases(samples: list[Sample]) -> list[list[Sample]]:
-    """Runs of consecutive samples that measured the same number of network domUs."""
+    """Runs of consecutive samples that measured the same network domUs."""
     phases: list[list[Sample]] = []
     for s in samples:
-        if phases and phases[-1][-1].domus == s.domus:
+        if phases and phases[-1][-1].measured == s.measured:
             phases[-1].append(s)
         else:
             phases.append([s])

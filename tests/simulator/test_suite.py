@@ -80,7 +80,7 @@ def test_registered_controller_is_called_every_interval() -> None:
 
 
 def sample(agg: float, jain: float, domus: int = 4) -> Sample:
-    return Sample(0.0, agg, jain, 256, False, domus)
+    return Sample(0.0, agg, jain, 256, False, frozenset(range(domus)))
 
 
 def test_convergence_counts_intervals_until_settled() -> None:
@@ -96,6 +96,15 @@ def test_convergence_is_counted_from_each_disturbance_and_the_worst_reported() -
     left = [sample(941, 1.0, 2)] * 20
     assert converge_intervals(before + joined + left) == 4
     assert converge_intervals(before + left) == 1
+
+
+def test_a_domu_replaced_by_another_is_a_disturbance_too() -> None:
+    def on(domids: set[int], agg: float, jain: float) -> Sample:
+        return Sample(0.0, agg, jain, 256, False, frozenset(domids))
+
+    before = [on({1, 2}, 941, 1.0)] * 10
+    swapped = [on({1, 3}, 500, 0.6)] * 3 + [on({1, 3}, 941, 1.0)] * 10
+    assert converge_intervals(before + swapped) == 3
 
 
 def test_a_phase_that_never_settles_counts_half_its_length() -> None:

@@ -33,8 +33,12 @@ shared fairly. It changes one thing at a time and judges it:
    same step if dom0 is short of credit too), judged the same way, and gives it back once
    the domU moves no traffic or nothing CPU-bound competes with it any more.
 
-A change being judged when domains come or go stays unjudged (its baseline was other
-traffic). It never proposes a weight outside the scheduler's range, never touches a domain with a
+A change is judged over the domUs that moved traffic when it began, those it silenced at
+zero; a domU whose own traffic ends during a trial counts against it too, which errs towards
+putting a change back. A change being judged when domains come or go stays unjudged (its
+baseline was other traffic), and a hold forgets what was measured before it.
+
+It never proposes a weight outside the scheduler's range, never touches a domain with a
 manual weight or a manual dom0 pinning, and does nothing but report while held or in advise
 mode. Decisions depend on what is observed, not on the order domains are listed in.
 """
@@ -89,6 +93,8 @@ RESIDUAL_GAIN = 0.01
 #: Pinning dom0 alone on a pCPU leaves the domUs the others: only when what they use fits
 #: in those with this headroom.
 PIN_HEADROOM = 0.9
+#: ... and only when dom0 itself fits on the one pCPU (a little over, for sampling noise).
+DOM0_FITS = 1.05
 #: The objective falling this far below what the last kept change achieved, for
 #: ``PERSIST + 1`` ticks, is a regression to act on even without a finding.
 REGRESSION = 0.15
@@ -117,6 +123,7 @@ class AdaptiveState:
     seen: tuple[tuple[str, int, int], ...] = ()  # (uuid, ticks left, kind) of recent traffic
     running: tuple[str, ...] = ()  # domUs that exist
     accepted: float | None = None  # objective the last kept change achieved
+    kept: str = ""  # the last change kept under the current traffic: a purpose or "boost"
     regressed: int = 0  # consecutive ticks well below it
     streak: int = 0  # consecutive ticks with findings
     clear: int = 0  # consecutive ticks without
@@ -142,6 +149,18 @@ def jain_over(obs: Observation, uuids: set[str] | frozenset[str]) -> float:
     """Jain's index over the given domUs as they are now, silent ones at zero: a change that
     starves a domU below the activity threshold must not look fairer for it."""
     return jain_index([d.throughput_mbps for d in obs.domus() if d.uuid in uuids])
+
+
+def _boosts_kept(
+    boosted: tuple[tuple[str, int, int], ...], trial: Trial
+) -> tuple[tuple[str, int, int], ...]:
+    """The raised domUs once ``trial``'s raises and give-backs stay on the host; a domU
+    raised twice keeps the weight it had before the first."""
+    before = {u: w for u, w, _ in boosted}
+    kept = {u: (w, n) for u, w, n in boosted if u not in trial.unboost}
+    for uuid, old, new in trial.boost:
+        kept[uuid] = (before.get(uuid, old), new)
+    return tuple(sorted((u, w, n) for u, (w, n) in kept.items()))
 
 
 def _kind(d: DomainRates) -> int:
@@ -216,7 +235,11 @@ class AdaptivePolicy:
         )
         if context.held:
             # Nothing changes on the host: keep judging nothing, just keep watching.
-            return Decision(findings=findings, state=replace(st, trial=None, recent=()))
+            # What was measured before the hold may not describe the host after it.
+            return Decision(
+                findings=findings,
+                state=replace(st, trial=None, recent=(), fairness=(), accepted=None, kept=""),
+            )
         running = tuple(sorted(d.uuid for d in observation.domus()))
         if st.trial is not None:
             if running == st.running:
@@ -226,7 +249,7 @@ class AdaptivePolicy:
             # Domains came or went while a change was being judged: its baseline was
             # measured on other traffic, so it can be neither kept on evidence nor blamed.
             # It stays, unjudged, and the new set of domains is handled as such below.
-            st = replace(st, trial=None)
+            st = replace(st, trial=None, boosted=_boosts_kept(st.boosted, st.trial))
         if set(st.running) - set(running):
             # Domains destroyed during the interval took their share of its traffic with
             # them: this tick's aggregate and Jain are partial, no evidence for anything.
@@ -279,6 +302,7 @@ class AdaptivePolicy:
                 failures=0,
                 give_back_cooldown=0,
                 accepted=None,
+                kept="",
                 regressed=0,
                 recent=(score,),  # the baseline is the new traffic's, not the old one's
                 fairness=(),
@@ -332,22 +356,21 @@ class AdaptivePolicy:
         else:
             kept = mean >= trial.baseline * (1 + trial.gain)
         if kept:
-            before = {u: w for u, w, _ in st.boosted}
-            boosted = {u: (w, n) for u, w, n in st.boosted if u not in trial.unboost}
-            for uuid, old, new in trial.boost:
-                boosted[uuid] = (before.get(uuid, old), new)
             return Decision(
                 findings=findings,
                 state=replace(
                     st,
-                    boosted=tuple(sorted((u, w, n) for u, (w, n) in boosted.items())),
+                    boosted=_boosts_kept(st.boosted, trial),
                     trial=None,
                     failures=0,
                     cooldown=0,
                     recent=tuple(x for _, x in samples[-MEASURE:]),
-                    fairness=samples[-RESIDUAL_WINDOW:],  # sharing under what was kept
+                    # Sharing under what was kept; these Jain figures count the domUs the
+                    # change silenced, so they are stricter than the plain ones added later.
+                    fairness=samples[-RESIDUAL_WINDOW:],
                     regime=now_regime,
                     accepted=mean,
+                    kept="boost" if trial.boost else trial.purpose,
                     regressed=0,
                 ),
             )
@@ -574,12 +597,12 @@ class AdaptivePolicy:
 
         dom0 still needs a whole vCPU and shares the pCPUs with the domUs it serves, so each
         domU wake-up can still delay it; on its own pCPU nothing does. Tried only when dom0
-        has been raised already (weights alone did not do it), is still busy, and the domUs'
-        CPU fits on the other pCPUs.
+        has been raised already (weights alone did not do it), is still busy but fits on one
+        pCPU, and the domUs' CPU fits on the other pCPUs.
         """
         if (
             obs.host_cpus < 2
-            or st.accepted is None
+            or st.kept != "raise"
             or len(st.fairness) < RESIDUAL_WINDOW
             or not load.busy
         ):
@@ -587,7 +610,12 @@ class AdaptivePolicy:
         jain = sum(j for j, _ in st.fairness) / len(st.fairness)
         domus_pct = sum(d.cpu_pct or 0.0 for d in obs.domus())
         room_pct = 100.0 * (obs.host_cpus - 1) / obs.host_cpus
-        if jain >= JAIN_FAIR or domus_pct > PIN_HEADROOM * room_pct:
+        one_pcpu_pct = 100.0 / obs.host_cpus
+        if (
+            jain >= JAIN_FAIR
+            or domus_pct > PIN_HEADROOM * room_pct
+            or load.cpu_pct > DOM0_FITS * one_pcpu_pct
+        ):
             return None
         evidence = (
             f"Jain {jain:.3f} over {len(st.fairness)} ticks after dom0's raise, dom0 busy at "
