@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -34,12 +35,22 @@ from xvrd.backends.base import (
 )
 from xvrd.config import Settings
 from xvrd.control.api import PROTOCOL_VERSION, ControlError
-from xvrd.policy.base import Action, NoopPolicy, Policy, PolicyContext, SetPinning, SetWeight
+from xvrd.policy.base import (
+    Action,
+    NoopPolicy,
+    Policy,
+    PolicyContext,
+    SetPinning,
+    SetWeight,
+    Verdict,
+)
 from xvrd.sampler import Observation, Sampler
 from xvrd.state import Hold, Override, StateStore, now_iso
 
 log = structlog.get_logger("xvrd.daemon")
 
+#: How many verdicts on tried changes status keeps.
+VERDICT_HISTORY = 20
 #: Reconnect delays after the host became unreachable: doubling up to a minute.
 RECONNECT_FIRST_S = 1.0
 RECONNECT_MAX_S = 60.0
@@ -70,6 +81,7 @@ class Daemon:
         self.observation: Observation | None = None
         self.assessment: Assessment | None = None
         self.findings: tuple[Finding, ...] = ()
+        self.verdicts: deque[tuple[str, Verdict]] = deque(maxlen=VERDICT_HISTORY)
         self.ticks = 0
         self.last_tick_at: float | None = None
         self.connected = True
@@ -146,6 +158,8 @@ class Daemon:
             decision = self.policy.decide(obs, assessment, context, self.policy_state)
             self.policy_state = decision.state
             self._note_findings(decision.findings)
+            if decision.verdict is not None:
+                self._note_verdict(decision.verdict)
             self.assessment = replace(assessment, findings=decision.findings)
             for action in decision.actions:
                 if not self._apply_policy_action(action, context):
@@ -172,6 +186,12 @@ class Daemon:
         for kind in before - after:
             log.info("finding cleared", kind=kind)
         self.findings = findings
+
+    def _note_verdict(self, verdict: Verdict) -> None:
+        """A tried change judged: logged and kept for status with the figures it was
+        judged on, so an operator sees why a setting stayed or went back."""
+        log.info("change judged", **verdict.to_json())
+        self.verdicts.append((now_iso(), verdict))
 
     def _apply_policy_action(self, action: Action, context: PolicyContext) -> bool:
         """Apply one policy action unless forbidden; False if the host went away."""
@@ -452,6 +472,7 @@ class Daemon:
                     for f in self.findings
                 ],
                 "actions": [r.to_json() for r in self.actuator.history],
+                "verdicts": [{"time": t, **v.to_json()} for t, v in self.verdicts],
             }
 
     def status_line(self) -> str:

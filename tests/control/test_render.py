@@ -109,3 +109,17 @@ def test_values_of_unexpected_types_are_shown_as_they_are() -> None:
     table = render_status(status)
     assert "Jain n/a" in table
     assert row(table, "web1")[-1] == "True"
+
+
+def test_changes_judged_are_shown_with_their_figures() -> None:
+    status = sample_status()
+    assert "changes judged" not in render_status(status)  # none yet, or an older daemon
+    status["verdicts"] = [
+        {"time": "2026-11-25T09:00:00+00:00", "summary": f"Domain-0 weight 256 -> {w}: kept"}
+        for w in range(300, 325)
+    ]
+    lines = render_status(status).splitlines()
+    first = lines.index("changes judged (newest last, up to 10)")
+    shown = lines[first + 1 :]
+    assert len(shown) == 10
+    assert shown[-1].endswith("Domain-0 weight 256 -> 324: kept")

@@ -116,6 +116,20 @@ def closed_loop(scenario: Scenario, settings: Settings | None = None) -> Daemon:
     return daemon
 
 
+def test_status_shows_each_change_judged_with_its_figures() -> None:
+    """The raise at receive N = 8 and the pin after it, each kept, with what they did."""
+    daemon = closed_loop(report_scenario("receive", n_domus=8, duration_s=30, warmup_s=0))
+    verdicts = daemon.status()["verdicts"]
+    changes = [v["change"] for v in verdicts]
+    assert changes[0].startswith("Domain-0 weight 256 -> ")
+    assert "Domain-0 pinned to pCPU 0" in changes
+    assert all(v["kept"] for v in verdicts)
+    raise_ = verdicts[0]
+    assert raise_["jain_before"] < 0.9 < raise_["jain_after"]
+    assert raise_["objective_after_mbps"] >= 1.03 * raise_["objective_before_mbps"]
+    assert raise_["summary"].startswith(f"{raise_['change']}: kept, fair throughput ")
+
+
 def weight_of(daemon: Daemon, name: str) -> int:
     assert daemon.observation is not None
     return next(d.weight for d in daemon.observation.domains if d.name == name)

@@ -132,6 +132,13 @@ def test_the_pin_is_measured_over_more_ticks_and_kept_on_a_smaller_gain() -> Non
     assert isinstance(decision.state, AdaptiveState)
     assert decision.state.trial is None
     assert decision.state.kept == "pin"
+    verdict = decision.verdict
+    assert verdict is not None
+    assert verdict.change == "Domain-0 pinned to pCPU 0"
+    assert verdict.kept
+    assert verdict.rule == "+1%"
+    assert verdict.jain_after == 1.0
+    assert 1.01 <= verdict.objective_after / verdict.objective_before < 1.03
 
 
 def test_no_pinning_when_dom0_would_not_fit_on_one_pcpu() -> None:
@@ -235,11 +242,18 @@ def test_a_change_that_silences_domus_is_not_judged_fairer_for_it() -> None:
     two_take_all = with_rates((470.0, 470.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
     assert assess(two_take_all, 984.0, 0.5).jain == 1.0  # among the two still active
     reasons = []
+    verdicts = []
     for _ in range(3):
         decision = policy.decide(two_take_all, assess(two_take_all, 984.0, 0.5), CONTEXT, state)
         state = decision.state
         reasons += [a.reason for a in decision.actions]
+        verdicts += [decision.verdict] if decision.verdict else []
     assert reasons == ["raise did not help: back to 256"]
+    (verdict,) = verdicts
+    assert not verdict.kept
+    assert verdict.change.startswith("Domain-0 weight 256 -> ")
+    assert verdict.jain_after < verdict.jain_before  # two of eight moving all the traffic
+    assert verdict.summary().startswith(f"{verdict.change}: put back, fair throughput ")
 
 
 NET = domain(1, 256, 5.0, 300.0)

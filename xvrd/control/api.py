@@ -85,6 +85,10 @@ STATUS_FIELDS = (
     "efficiency",
     "findings",  # [{kind, summary, evidence: {...}}]
     "actions",  # most recent last: [{time, domain, setting, old, new, reason}]
+    # changes the policy tried, most recent last: [{time, change, kept, objective_before_mbps,
+    # objective_after_mbps, rule, aggregate_before_mbps, jain_before, aggregate_after_mbps,
+    # jain_after, summary}]
+    "verdicts",
 )
 
 #: Keys of each domain in the status document.

@@ -35,6 +35,7 @@ def render_status(status: dict[str, Any]) -> str:
     )
     lines += _findings(status.get("findings"))
     lines += _actions(status.get("actions"))
+    lines += _verdicts(status.get("verdicts"))
     return "\n".join(lines)
 
 
@@ -134,6 +135,17 @@ def _actions(actions: object) -> list[str]:
                 f"{_text(action.get('setting'))} {_text(action.get('old'))} -> "
                 f"{_text(action.get('new'))}: {_text(action.get('reason'))}"
             )
+    return lines
+
+
+def _verdicts(verdicts: object) -> list[str]:
+    """Changes the policy tried and how they turned out (absent from older daemons)."""
+    if not isinstance(verdicts, list) or not verdicts:
+        return []
+    lines = ["", f"changes judged (newest last, up to {ACTIONS_SHOWN})"]
+    for verdict in verdicts[-ACTIONS_SHOWN:]:
+        if isinstance(verdict, dict):
+            lines.append(f"  {_time(verdict.get('time'))}  {_text(verdict.get('summary'))}")
     return lines
 
 

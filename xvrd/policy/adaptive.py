@@ -50,7 +50,14 @@ from typing import Any
 
 from xvrd.analysis import Assessment, Finding, jain_index
 from xvrd.backends.base import Pinning
-from xvrd.policy.base import Action, Decision, PolicyContext, SetPinning, SetWeight
+from xvrd.policy.base import (
+    Action,
+    Decision,
+    PolicyContext,
+    SetPinning,
+    SetWeight,
+    Verdict,
+)
 from xvrd.policy.detect import (
     Dom0Load,
     cpu_bound_without_traffic,
@@ -113,6 +120,9 @@ class Trial:
     gain: float = GAIN
     # domUs that moved traffic when it began: judged with those it silences counted at zero
     judged_over: frozenset[str] = frozenset()
+    change: str = ""  # what was changed, for the verdict
+    # aggregate and Jain it is compared with: the tick it began, or its baseline's window
+    before: tuple[float, float] | None = None
     boost: tuple[tuple[str, int, int], ...] = ()  # (uuid, weight before, set) if kept
     unboost: frozenset[str] = frozenset()  # boosts given back if kept
 
@@ -149,6 +159,23 @@ def jain_over(obs: Observation, uuids: set[str] | frozenset[str]) -> float:
     """Jain's index over the given domUs as they are now, silent ones at zero: a change that
     starves a domU below the activity threshold must not look fairer for it."""
     return jain_index([d.throughput_mbps for d in obs.domus() if d.uuid in uuids])
+
+
+def describe(actions: tuple[Action, ...], obs: Observation) -> str:
+    """A change in a few words: weights as old -> new, dom0's pinning; the domUs' pinning
+    that comes with dom0's is implied."""
+    by_uuid = {d.uuid: d for d in obs.domains}
+    parts = []
+    for a in actions:
+        d = by_uuid.get(a.uuid)
+        if isinstance(a, SetWeight):
+            parts.append(f"{a.name} weight {d.weight if d else '?'} -> {a.weight}")
+        elif d is not None and d.is_dom0:
+            cpus = ",".join(str(c) for c in sorted(frozenset().union(*a.pinning.vcpus)))
+            everywhere = frozenset(range(obs.host_cpus))
+            pinned = any(c != everywhere for c in a.pinning.vcpus)
+            parts.append(f"{a.name} pinned to pCPU {cpus}" if pinned else f"{a.name} unpinned")
+    return "; ".join(parts)
 
 
 def _boosts_kept(
@@ -323,7 +350,12 @@ class AdaptivePolicy:
             findings=findings,
             state=replace(
                 st,
-                trial=replace(new_trial, judged_over=frozenset(assessment.network_active)),
+                trial=replace(
+                    new_trial,
+                    judged_over=frozenset(assessment.network_active),
+                    change=describe(actions, observation),
+                    before=new_trial.before or (assessment.aggregate_mbps, assessment.jain),
+                ),
                 streak=0,
                 clear=0,
                 fairness=(),
@@ -353,10 +385,25 @@ class AdaptivePolicy:
         mean = sum(x for _, x in samples) / len(samples)
         if trial.purpose in ("lower", "unpin"):
             kept = mean >= trial.baseline * (1 - LOSS)
+            rule = f"no worse than -{LOSS:.0%}"
         else:
             kept = mean >= trial.baseline * (1 + trial.gain)
+            rule = f"+{trial.gain:.0%}"
+        jain_after = sum(j for j, _ in samples) / len(samples)
+        verdict = Verdict(
+            change=trial.change,
+            kept=kept,
+            objective_before=trial.baseline,
+            objective_after=mean,
+            rule=rule,
+            aggregate_before=trial.before[0] if trial.before else 0.0,
+            jain_before=trial.before[1] if trial.before else 0.0,
+            aggregate_after=sum(x / j for j, x in samples if j > 0) / len(samples),
+            jain_after=jain_after,
+        )
         if kept:
             return Decision(
+                verdict=verdict,
                 findings=findings,
                 state=replace(
                     st,
@@ -388,7 +435,7 @@ class AdaptivePolicy:
             fairness=(),
             regime=now_regime,
         )
-        return Decision(actions=trial.revert, findings=findings, state=state)
+        return Decision(actions=trial.revert, findings=findings, state=state, verdict=verdict)
 
     # ------------------------------------------------------------------ proposing a change
     def _next_trial(  # noqa: PLR0917 (one call site, each argument a different input)
@@ -622,8 +669,11 @@ class AdaptivePolicy:
             f"{load.cpu_pct:.0f} %, domUs' {domus_pct:.0f} % fits beside it"
         )
         baseline = sum(score for _, score in st.fairness) / len(st.fairness)
+        aggregate = sum(score / j for j, score in st.fairness if j > 0) / len(st.fairness)
         change, trial = self._pin_trial(obs, baseline, evidence)
-        return change, replace(trial, measure=RESIDUAL_MEASURE, gain=RESIDUAL_GAIN)
+        return change, replace(
+            trial, measure=RESIDUAL_MEASURE, gain=RESIDUAL_GAIN, before=(aggregate, jain)
+        )
 
     def _unpin_trial(self, obs: Observation, baseline: float) -> tuple[tuple[Action, ...], Trial]:
         everywhere = frozenset(range(obs.host_cpus))

@@ -53,12 +53,51 @@ class PolicyContext:
 
 
 @dataclass(frozen=True, slots=True)
+class Verdict:
+    """How a change the policy tried turned out: kept or put back, on the fair throughput
+    (aggregate x Jain) it was judged on, with aggregate and Jain before and after."""
+
+    change: str
+    kept: bool
+    objective_before: float
+    objective_after: float
+    rule: str  # what it had to achieve, e.g. "+3 %"
+    aggregate_before: float
+    jain_before: float
+    aggregate_after: float
+    jain_after: float
+
+    def summary(self) -> str:
+        return (
+            f"{self.change}: {'kept' if self.kept else 'put back'}, fair throughput "
+            f"{self.objective_before:.0f} -> {self.objective_after:.0f} Mb/s (needed "
+            f"{self.rule}; aggregate {self.aggregate_before:.0f} -> {self.aggregate_after:.0f}"
+            f" Mb/s, Jain {self.jain_before:.3f} -> {self.jain_after:.3f})"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "change": self.change,
+            "kept": self.kept,
+            "objective_before_mbps": round(self.objective_before, 1),
+            "objective_after_mbps": round(self.objective_after, 1),
+            "rule": self.rule,
+            "aggregate_before_mbps": round(self.aggregate_before, 1),
+            "jain_before": round(self.jain_before, 4),
+            "aggregate_after_mbps": round(self.aggregate_after, 1),
+            "jain_after": round(self.jain_after, 4),
+            "summary": self.summary(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """A policy's output for one tick."""
 
     actions: tuple[Action, ...] = ()
     findings: tuple[Finding, ...] = ()
     state: Any = None
+    verdict: Verdict | None = None  # a change judged this tick
 
 
 class Policy(Protocol):
