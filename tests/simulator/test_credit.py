@@ -122,6 +122,27 @@ def test_pinned_vcpu_runs_only_on_its_cpus() -> None:
     assert busy > 4.9 * NS_PER_S
 
 
+def test_a_vcpu_waiting_in_a_runqueue_can_be_pinned_elsewhere() -> None:
+    """Three spinners pinned to pCPU 1: one waits in its runqueue. Pinning it to pCPU 0
+    takes it out of pCPU 1's queue (it used to be looked for in pCPU 0's, and the
+    operator's pin-dom0 failed as an invalid setting) and it runs there."""
+    engine = Engine()
+    sched = CreditScheduler(engine, 2)
+    engine.after_event = sched.flush
+    doms = [sched.add_domain(i, 256, 0, [Spinner()]) for i in (1, 2, 3)]
+    for d in doms:
+        sched.set_affinity(d.vcpus[0], frozenset({1}))
+        sched.wake(d.vcpus[0])
+    sched.flush()
+    engine.run_until(NS_PER_S)
+    waiting = next(d.vcpus[0] for d in doms if d.vcpus[0].queued)
+    assert waiting.processor == 1
+    sched.set_affinity(waiting, frozenset({0}))
+    assert waiting not in sched.pcpus[1].runq
+    engine.run_until(2 * NS_PER_S)
+    assert sched.idle_ns(sched.pcpus[0]) < NS_PER_S + NS_PER_S // 100
+
+
 def test_context_switches_cost_hypervisor_time() -> None:
     """With a switch cost, domain time plus idle time falls short of the pCPU's time."""
     engine = Engine()
