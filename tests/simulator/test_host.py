@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.host import DOM0_UUID, SimulatedHost
 from simulator.scenario import parse_scenario, report_scenario
@@ -109,3 +111,32 @@ def test_pinning_dom0_to_its_own_cpu_is_obeyed() -> None:
     sched = host.sched
     assert sched.domains[0].vcpus[0].affinity == frozenset({0})
     assert all(d.vcpus[0].processor == 1 for d in sched.domains[1:])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2]), st.booleans()),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_pinning_at_any_instant_keeps_every_vcpu_in_one_runqueue(
+    steps: list[tuple[float, bool]],
+) -> None:
+    """Operators and the policy pin dom0 whenever they like, whatever each vCPU is doing
+    at that instant: running, waiting in a runqueue, or blocked."""
+    host = SimulatedHost(report_scenario("receive", n_domus=4))
+    everywhere = frozenset({0, 1})
+    for dt, pinned in steps:
+        host.advance(dt)
+        for d in host.domains():
+            own = frozenset({0}) if d.domid == 0 else frozenset({1})
+            host.set_pinning(d.domid, [own if pinned else everywhere] * d.vcpus)
+        for pc in host.sched.pcpus:
+            for v in pc.runq:
+                assert v.queued
+                assert v.processor == pc.cpu
+                assert pc.cpu in v.affinity
+        queued = [v for pc in host.sched.pcpus for v in pc.runq]
+        assert len(queued) == len({id(v) for v in queued})
