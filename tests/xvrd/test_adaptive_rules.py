@@ -299,3 +299,15 @@ def test_a_domu_raise_left_unjudged_is_still_given_back_later() -> None:
     assert state.boosted == (("uuid-01", 256, 512),)
     assert state.trial is not None
     assert state.trial.boost == (("uuid-01", 512, 1024),)
+
+
+def test_a_domu_raise_in_flight_when_held_is_still_given_back_later() -> None:
+    """A hold leaves the host as it is, the raised weight included: it stays recorded."""
+    policy, state = crowded_out_trial()
+    held = replace(CONTEXT, held=True)
+    raised = replace(CROWDED, domains=(CROWDED.domains[0], replace(NET, weight=512), *BURNERS))
+    decision = policy.decide(raised, assess(raised, 984.0, 0.5), held, state)
+    assert decision.actions == ()
+    assert isinstance(decision.state, AdaptiveState)
+    assert decision.state.trial is None
+    assert decision.state.boosted == (("uuid-01", 256, 512),)

@@ -261,11 +261,21 @@ class AdaptivePolicy:
             uncrowded=0 if cpu_bound_without_traffic(observation, assessment) else st.uncrowded + 1,
         )
         if context.held:
-            # Nothing changes on the host: keep judging nothing, just keep watching.
-            # What was measured before the hold may not describe the host after it.
+            # Nothing changes on the host: keep judging nothing, just keep watching. A change
+            # in flight stays, unjudged, as when domains come or go. What was measured
+            # before the hold may not describe the host after it.
+            boosted = _boosts_kept(st.boosted, st.trial) if st.trial else st.boosted
             return Decision(
                 findings=findings,
-                state=replace(st, trial=None, recent=(), fairness=(), accepted=None, kept=""),
+                state=replace(
+                    st,
+                    trial=None,
+                    boosted=boosted,
+                    recent=(),
+                    fairness=(),
+                    accepted=None,
+                    kept="",
+                ),
             )
         running = tuple(sorted(d.uuid for d in observation.domus()))
         if st.trial is not None:
