@@ -311,3 +311,37 @@ def test_a_domu_raise_in_flight_when_held_is_still_given_back_later() -> None:
     assert isinstance(decision.state, AdaptiveState)
     assert decision.state.trial is None
     assert decision.state.boosted == (("uuid-01", 256, 512),)
+
+
+def test_a_verdict_compares_like_with_like_and_says_what_was_not_put_back() -> None:
+    """The figures before are the mean over the same ticks as the baseline the change was
+    judged against; a raise whose undo meets a manual weight says so."""
+    policy = AdaptivePolicy()
+    state: AdaptiveState | None = None
+    fair = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0, rates=(120.0,) * 8)
+    starved = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0,
+                          rates=(300.0, 280.0, 200.0, 80.0, 30.0, 15.0, 10.0, 5.0))  # fmt: skip
+    worse = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0,
+                        rates=(400.0, 200.0, 60.0, 20.0, 10.0, 5.0, 3.0, 2.0))  # fmt: skip
+    for obs in (fair, fair, starved, worse, worse):
+        state = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state).state
+        if isinstance(state, AdaptiveState) and state.trial is not None:
+            break
+    assert isinstance(state, AdaptiveState)
+    assert state.trial is not None
+    trial = state.trial
+    assert trial.before is not None
+    aggregate, jain = trial.before
+    assert abs(aggregate * jain - trial.baseline) <= 0.05 * trial.baseline  # not 0.36: one tick
+    manual = replace(CONTEXT, manual=frozenset({"uuid-00"}))
+    verdict = None
+    worst = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0,
+                        rates=(500.0, 50.0, 10.0, 5.0, 3.0, 2.0, 1.0, 1.0))  # fmt: skip
+    for _ in range(SETTLE + MEASURE):
+        decision = policy.decide(worst, assess(worst, 984.0, 0.5), manual, state)
+        state = decision.state
+        verdict = decision.verdict or verdict
+    assert verdict is not None
+    assert not verdict.kept
+    assert verdict.not_undone == ("Domain-0",)
+    assert ": put back except Domain-0 (manual), fair throughput " in verdict.summary()

@@ -87,7 +87,7 @@ STATUS_FIELDS = (
     "actions",  # most recent last: [{time, domain, setting, old, new, reason}]
     # changes the policy tried, most recent last: [{time, change, kept, objective_before_mbps,
     # objective_after_mbps, rule, aggregate_before_mbps, jain_before, aggregate_after_mbps,
-    # jain_after, summary}]
+    # jain_after, not_undone: [domain names a manual setting kept], summary}]
     "verdicts",
 )
 

@@ -140,7 +140,7 @@ class AdaptiveState:
     cooldown: int = 0
     failures: int = 0
     give_back_cooldown: int = 0
-    recent: tuple[float, ...] = ()  # objective over the last ticks
+    recent: tuple[tuple[float, float], ...] = ()  # (Jain, objective) over the last ticks
     # (Jain, objective) over the ticks since the last change, at most RESIDUAL_WINDOW
     fairness: tuple[tuple[float, float], ...] = ()
     trial: Trial | None = None
@@ -159,6 +159,15 @@ def jain_over(obs: Observation, uuids: set[str] | frozenset[str]) -> float:
     """Jain's index over the given domUs as they are now, silent ones at zero: a change that
     starves a domU below the activity threshold must not look fairer for it."""
     return jain_index([d.throughput_mbps for d in obs.domus() if d.uuid in uuids])
+
+
+def means(samples: tuple[tuple[float, float], ...]) -> tuple[float, float, float]:
+    """Mean aggregate, Jain and objective of (Jain, objective) samples; zeros for none."""
+    if not samples:
+        return (0.0, 0.0, 0.0)
+    n = len(samples)
+    aggregate = sum(x / j if j > 0 else 0.0 for j, x in samples) / n
+    return (aggregate, sum(j for j, _ in samples) / n, sum(x for _, x in samples) / n)
 
 
 def describe(actions: tuple[Action, ...], obs: Observation) -> str:
@@ -282,7 +291,7 @@ class AdaptivePolicy:
             if running == st.running:
                 jain = jain_over(observation, st.trial.judged_over | set(assessment.network_active))
                 sample = (jain, assessment.aggregate_mbps * jain)
-                return self._judge(st, sample, now_regime, findings)
+                return self._judge(st, sample, now_regime, findings, context)
             # Domains came or went while a change was being judged: its baseline was
             # measured on other traffic, so it can be neither kept on evidence nor blamed.
             # It stays, unjudged, and the new set of domains is handled as such below.
@@ -316,7 +325,7 @@ class AdaptivePolicy:
             clear=0 if findings else st.clear + 1,
             cooldown=max(0, st.cooldown - 1),
             give_back_cooldown=max(0, st.give_back_cooldown - 1),
-            recent=(*st.recent, score)[-MEASURE:],
+            recent=(*st.recent, (assessment.jain, score))[-MEASURE:],
             fairness=(*st.fairness, (assessment.jain, score))[-RESIDUAL_WINDOW:],
         )
         kinds = {i for i, n in enumerate(now_regime) if n}
@@ -341,7 +350,8 @@ class AdaptivePolicy:
                 accepted=None,
                 kept="",
                 regressed=0,
-                recent=(score,),  # the baseline is the new traffic's, not the old one's
+                # the baseline is the new traffic's, not the old one's
+                recent=((assessment.jain, score),),
                 fairness=(),
             )
             if findings:
@@ -364,7 +374,8 @@ class AdaptivePolicy:
                     new_trial,
                     judged_over=frozenset(assessment.network_active),
                     change=describe(actions, observation),
-                    before=new_trial.before or (assessment.aggregate_mbps, assessment.jain),
+                    # the ticks its baseline was measured on
+                    before=new_trial.before or means(st.recent or ((assessment.jain, score),))[:2],
                 ),
                 streak=0,
                 clear=0,
@@ -379,6 +390,7 @@ class AdaptivePolicy:
         sample: tuple[float, float],
         now_regime: tuple[int, int, int],
         findings: tuple[Finding, ...],
+        context: PolicyContext,
     ) -> Decision:
         """Settle, measure (Jain, objective), then keep the change or put it back."""
         trial = st.trial
@@ -392,14 +404,13 @@ class AdaptivePolicy:
             return Decision(
                 findings=findings, state=replace(st, trial=replace(trial, samples=samples))
             )
-        mean = sum(x for _, x in samples) / len(samples)
+        aggregate_after, jain_after, mean = means(samples)
         if trial.purpose in ("lower", "unpin"):
             kept = mean >= trial.baseline * (1 - LOSS)
             rule = f"no worse than -{LOSS:.0%}"
         else:
             kept = mean >= trial.baseline * (1 + trial.gain)
             rule = f"+{trial.gain:.0%}"
-        jain_after = sum(j for j, _ in samples) / len(samples)
         verdict = Verdict(
             change=trial.change,
             kept=kept,
@@ -408,8 +419,17 @@ class AdaptivePolicy:
             rule=rule,
             aggregate_before=trial.before[0] if trial.before else 0.0,
             jain_before=trial.before[1] if trial.before else 0.0,
-            aggregate_after=sum(x / j for j, x in samples if j > 0) / len(samples),
+            aggregate_after=aggregate_after,
             jain_after=jain_after,
+            # An operator's setting made meanwhile stays: its undo will not be applied.
+            not_undone=()
+            if kept
+            else tuple(
+                a.name
+                for a in trial.revert
+                if (isinstance(a, SetWeight) and a.uuid in context.manual)
+                or (isinstance(a, SetPinning) and context.dom0_pin_manual)
+            ),
         )
         if kept:
             return Decision(
@@ -421,7 +441,7 @@ class AdaptivePolicy:
                     trial=None,
                     failures=0,
                     cooldown=0,
-                    recent=tuple(x for _, x in samples[-MEASURE:]),
+                    recent=samples[-MEASURE:],
                     # Sharing under what was kept; these Jain figures count the domUs the
                     # change silenced, so they are stricter than the plain ones added later.
                     fairness=samples[-RESIDUAL_WINDOW:],
@@ -462,7 +482,7 @@ class AdaptivePolicy:
         load = dom0_load(obs)
         if dom0 is None or load is None:
             return None
-        baseline = sum(st.recent) / len(st.recent) if st.recent else objective(assessment)
+        baseline = means(st.recent or ((assessment.jain, objective(assessment)),))[2]
         wr = context.weight_range
         weight_free = dom0.uuid not in context.manual
         pinned = self._dom0_pinned(obs)
@@ -678,8 +698,7 @@ class AdaptivePolicy:
             f"Jain {jain:.3f} over {len(st.fairness)} ticks after dom0's raise, dom0 busy at "
             f"{load.cpu_pct:.0f} %, domUs' {domus_pct:.0f} % fits beside it"
         )
-        baseline = sum(score for _, score in st.fairness) / len(st.fairness)
-        aggregate = sum(score / j for j, score in st.fairness if j > 0) / len(st.fairness)
+        aggregate, _, baseline = means(st.fairness)
         change, trial = self._pin_trial(obs, baseline, evidence)
         return change, replace(
             trial, measure=RESIDUAL_MEASURE, gain=RESIDUAL_GAIN, before=(aggregate, jain)

@@ -55,7 +55,9 @@ class PolicyContext:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """How a change the policy tried turned out: kept or put back, on the fair throughput
-    (aggregate x Jain) it was judged on, with aggregate and Jain before and after."""
+    (aggregate x Jain) it was judged on, with aggregate and Jain before and after, each the
+    mean over the same ticks (so their product is close to, not exactly, the mean of the
+    products)."""
 
     change: str
     kept: bool
@@ -66,10 +68,17 @@ class Verdict:
     jain_before: float
     aggregate_after: float
     jain_after: float
+    not_undone: tuple[str, ...] = ()  # domains a manual setting keeps from being put back
 
     def summary(self) -> str:
+        if self.kept:
+            outcome = "kept"
+        elif self.not_undone:
+            outcome = f"put back except {', '.join(dict.fromkeys(self.not_undone))} (manual)"
+        else:
+            outcome = "put back"
         return (
-            f"{self.change}: {'kept' if self.kept else 'put back'}, fair throughput "
+            f"{self.change}: {outcome}, fair throughput "
             f"{self.objective_before:.0f} -> {self.objective_after:.0f} Mb/s (needed "
             f"{self.rule}; aggregate {self.aggregate_before:.0f} -> {self.aggregate_after:.0f}"
             f" Mb/s, Jain {self.jain_before:.3f} -> {self.jain_after:.3f})"
@@ -86,6 +95,7 @@ class Verdict:
             "jain_before": round(self.jain_before, 4),
             "aggregate_after_mbps": round(self.aggregate_after, 1),
             "jain_after": round(self.jain_after, 4),
+            "not_undone": list(self.not_undone),
             "summary": self.summary(),
         }
 
