@@ -229,14 +229,14 @@ class CreditScheduler:
         if not cpus or any(c < 0 or c >= len(self.pcpus) for c in cpus):
             raise ValueError(f"CPU set must be a non-empty subset of 0..{len(self.pcpus) - 1}")
         v.affinity = cpus
-        if v.queued:
-            # Off the runqueue it waits in before it moves: that is v.processor's.
+        if v.processor in cpus:
+            pass  # as Xen: a vCPU whose pCPU stays allowed keeps its place
+        elif v.queued:
+            # Off the runqueue it waits in (v.processor's) before it moves, as vcpu_migrate.
             self._dequeue(v)
-            if v.processor not in cpus:
-                v.processor = min(cpus)
-            self._enqueue(self.pcpus[v.processor], v)
+            self._enqueue(self.pcpus[min(cpus)], v)
             self._tickle(v)
-        elif v.processor not in cpus:
+        else:
             v.processor = min(cpus)
         if v.on_cpu is not None and v.on_cpu.cpu not in cpus:
             self._mark(v.on_cpu)
