@@ -59,11 +59,13 @@ from xvrd.policy.base import (
     Verdict,
 )
 from xvrd.policy.detect import (
+    CPU_ACTIVE_PCT,
     Dom0Load,
     cpu_bound_without_traffic,
     crowded_out,
     detect,
     dom0_load,
+    due_pct,
 )
 from xvrd.sampler import DomainRates, Observation
 
@@ -536,7 +538,7 @@ class AdaptivePolicy:
             target = max(wr.default, dom0.weight // 2)
             # Only as far as the credit arithmetic still covers what dom0 uses: below that,
             # dom0 runs out of credit and the trial can only fail.
-            if dom0.weight > wr.default and self._earns(obs, load, target) >= load.cpu_pct:
+            if dom0.weight > wr.default and due_pct(obs, dom0, target) >= load.cpu_pct:
                 reason = (
                     f"give CPU back: no findings for {st.clear} ticks and only "
                     f"{assessment.idle_pct:.0f} % idle"
@@ -626,15 +628,9 @@ class AdaptivePolicy:
         )
 
     @staticmethod
-    def _earns(obs: Observation, load: Dom0Load, weight: int) -> float:
-        """What dom0 would earn at ``weight``, % of the host, at most what its vCPUs use."""
-        others = sum(d.weight for d in obs.domus() if (d.cpu_pct or 0.0) >= 0.5)
-        return min(load.capacity_pct, 100.0 * weight / (weight + others))
-
-    @staticmethod
     def _estimate(obs: Observation, load: Dom0Load) -> int:
         """dom0's weight from the credit arithmetic: w0 = W d / (1 - d)."""
-        others = sum(d.weight for d in obs.domus() if (d.cpu_pct or 0.0) >= 0.5)
+        others = sum(d.weight for d in obs.domus() if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT)
         demand = min(0.9, max(load.cpu_pct * DEMAND_MARGIN, 0.9 * load.capacity_pct) / 100.0)
         return int(others * demand / (1.0 - demand) + 0.5)
 
