@@ -109,6 +109,10 @@ DOM0_FITS = 1.05
 REGRESSION = 0.15
 
 
+#: One tick as the policy judges it: (aggregate Mb/s, Jain); the objective is their product.
+Tick = tuple[float, float]
+
+
 @dataclass(frozen=True, slots=True)
 class Trial:
     """A change being judged: what to put back if it does not help."""
@@ -116,7 +120,7 @@ class Trial:
     purpose: str  # "raise", "lower", "pin", "unpin"
     revert: tuple[Action, ...]
     baseline: float
-    samples: tuple[tuple[float, float], ...] = ()  # (Jain, objective) measured
+    samples: tuple[Tick, ...] = ()  # measured
     settle: int = SETTLE
     measure: int = MEASURE
     gain: float = GAIN
@@ -142,9 +146,8 @@ class AdaptiveState:
     cooldown: int = 0
     failures: int = 0
     give_back_cooldown: int = 0
-    recent: tuple[tuple[float, float], ...] = ()  # (Jain, objective) over the last ticks
-    # (Jain, objective) over the ticks since the last change, at most RESIDUAL_WINDOW
-    fairness: tuple[tuple[float, float], ...] = ()
+    recent: tuple[Tick, ...] = ()  # the last ticks
+    fairness: tuple[Tick, ...] = ()  # the ticks since the last change, at most RESIDUAL_WINDOW
     trial: Trial | None = None
     # domUs whose weight the policy raised: (uuid, weight before, weight set)
     boosted: tuple[tuple[str, int, int], ...] = ()
@@ -163,13 +166,16 @@ def jain_over(obs: Observation, uuids: set[str] | frozenset[str]) -> float:
     return jain_index([d.throughput_mbps for d in obs.domus() if d.uuid in uuids])
 
 
-def means(samples: tuple[tuple[float, float], ...]) -> tuple[float, float, float]:
-    """Mean aggregate, Jain and objective of (Jain, objective) samples; zeros for none."""
-    if not samples:
+def means(ticks: tuple[Tick, ...]) -> tuple[float, float, float]:
+    """Mean aggregate, Jain and objective (aggregate x Jain) of ticks; zeros for none."""
+    if not ticks:
         return (0.0, 0.0, 0.0)
-    n = len(samples)
-    aggregate = sum(x / j if j > 0 else 0.0 for j, x in samples) / n
-    return (aggregate, sum(j for j, _ in samples) / n, sum(x for _, x in samples) / n)
+    n = len(ticks)
+    return (
+        sum(a for a, _ in ticks) / n,
+        sum(j for _, j in ticks) / n,
+        sum(a * j for a, j in ticks) / n,
+    )
 
 
 def describe(actions: tuple[Action, ...], obs: Observation) -> str:
@@ -264,6 +270,7 @@ class AdaptivePolicy:
         if dom0 is None:
             return Decision(findings=findings, state=st)
         score = objective(assessment)
+        tick: Tick = (assessment.aggregate_mbps, assessment.jain)
         seen = remember_traffic(observation, assessment, st.seen)
         now_regime = regime(seen)
         st = replace(
@@ -292,8 +299,9 @@ class AdaptivePolicy:
         if st.trial is not None:
             if running == st.running:
                 jain = jain_over(observation, st.trial.judged_over | set(assessment.network_active))
-                sample = (jain, assessment.aggregate_mbps * jain)
-                return self._judge(st, sample, now_regime, findings, context)
+                return self._judge(
+                    st, (assessment.aggregate_mbps, jain), now_regime, findings, context
+                )
             # Domains came or went while a change was being judged: its baseline was
             # measured on other traffic, so it can be neither kept on evidence nor blamed.
             # It stays, unjudged, and the new set of domains is handled as such below.
@@ -327,8 +335,8 @@ class AdaptivePolicy:
             clear=0 if findings else st.clear + 1,
             cooldown=max(0, st.cooldown - 1),
             give_back_cooldown=max(0, st.give_back_cooldown - 1),
-            recent=(*st.recent, (assessment.jain, score))[-MEASURE:],
-            fairness=(*st.fairness, (assessment.jain, score))[-RESIDUAL_WINDOW:],
+            recent=(*st.recent, tick)[-MEASURE:],
+            fairness=(*st.fairness, tick)[-RESIDUAL_WINDOW:],
         )
         kinds = {i for i, n in enumerate(now_regime) if n}
         # New traffic means domains created or destroyed, or another kind of traffic: not a
@@ -353,7 +361,7 @@ class AdaptivePolicy:
                 kept="",
                 regressed=0,
                 # the baseline is the new traffic's, not the old one's
-                recent=((assessment.jain, score),),
+                recent=(tick,),
                 fairness=(),
             )
             if findings:
@@ -377,7 +385,7 @@ class AdaptivePolicy:
                     judged_over=frozenset(assessment.network_active),
                     change=describe(actions, observation),
                     # the ticks its baseline was measured on
-                    before=new_trial.before or means(st.recent or ((assessment.jain, score),))[:2],
+                    before=new_trial.before or means(st.recent or (tick,))[:2],
                 ),
                 streak=0,
                 clear=0,
@@ -389,12 +397,12 @@ class AdaptivePolicy:
     def _judge(
         self,
         st: AdaptiveState,
-        sample: tuple[float, float],
+        sample: Tick,
         now_regime: tuple[int, int, int],
         findings: tuple[Finding, ...],
         context: PolicyContext,
     ) -> Decision:
-        """Settle, measure (Jain, objective), then keep the change or put it back."""
+        """Settle, measure, then keep the change or put it back."""
         trial = st.trial
         assert trial is not None
         if trial.settle > 0:
@@ -484,7 +492,7 @@ class AdaptivePolicy:
         load = dom0_load(obs)
         if dom0 is None or load is None:
             return None
-        baseline = means(st.recent or ((assessment.jain, objective(assessment)),))[2]
+        baseline = means(st.recent or ((assessment.aggregate_mbps, assessment.jain),))[2]
         wr = context.weight_range
         weight_free = dom0.uuid not in context.manual
         pinned = self._dom0_pinned(obs)
@@ -680,7 +688,7 @@ class AdaptivePolicy:
             or not load.busy
         ):
             return None
-        jain = sum(j for j, _ in st.fairness) / len(st.fairness)
+        aggregate, jain, baseline = means(st.fairness)
         domus_pct = sum(d.cpu_pct or 0.0 for d in obs.domus())
         room_pct = 100.0 * (obs.host_cpus - 1) / obs.host_cpus
         one_pcpu_pct = 100.0 / obs.host_cpus
@@ -694,7 +702,6 @@ class AdaptivePolicy:
             f"Jain {jain:.3f} over {len(st.fairness)} ticks after dom0's raise, dom0 busy at "
             f"{load.cpu_pct:.0f} %, domUs' {domus_pct:.0f} % fits beside it"
         )
-        aggregate, _, baseline = means(st.fairness)
         change, trial = self._pin_trial(obs, baseline, evidence)
         return change, replace(
             trial, measure=RESIDUAL_MEASURE, gain=RESIDUAL_GAIN, before=(aggregate, jain)
