@@ -17,6 +17,7 @@ from pathlib import Path
 from simulator.scenario import parse_scenario
 from xvrd.backends.base import Domain, DomainCounters, HostInfo, Pinning, SchedParams
 from xvrd.backends.simulated import SimulatorBackend
+from xvrd.commands.run import make_policy
 from xvrd.config import Settings
 from xvrd.daemon import Daemon
 
@@ -86,7 +87,9 @@ def per_tick_ms(n_domains: int, ticks: int) -> float:
     snapshot = Snapshot(source)
     with tempfile.TemporaryDirectory() as state:
         settings = Settings(backend="simulator", scenario=Path("x"), state_dir=Path(state))
-        daemon = Daemon(settings, snapshot)  # type: ignore[arg-type]
+        # The configured policy (adaptive by default), as `xvrd run` builds it: without it
+        # the daemon falls back to the no-op policy and the tick times nothing of it.
+        daemon = Daemon(settings, snapshot, make_policy(settings))  # type: ignore[arg-type]
         daemon.tick()
         spent = 0.0
         for _ in range(ticks):
