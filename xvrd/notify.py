@@ -37,3 +37,31 @@ def watchdog_interval_s() -> float | None:
         return int(usec) / 1e6
     except ValueError:
         return None
+
+
+class TickWatchdog:
+    """Decides when to pet systemd's watchdog: every half period, unless a tick has been
+    running for a whole period. Petting from the main loop rather than after each tick keeps
+    the daemon alive with an interval longer than the watchdog, while a hung tick still stops
+    the petting and gets the service restarted."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._tick_started: float | None = None
+        self._last_pet = float("-inf")
+
+    def tick_started(self, now: float) -> None:
+        self._tick_started = now
+
+    def tick_finished(self) -> None:
+        self._tick_started = None
+
+    def due(self, now: float) -> bool:
+        """True when WATCHDOG=1 should be sent now (and records that it was)."""
+        started = self._tick_started
+        if started is not None and now - started >= self.period_s:
+            return False  # the tick is hung: let systemd see it
+        if now - self._last_pet < self.period_s / 2:
+            return False
+        self._last_pet = now
+        return True

@@ -1,14 +1,21 @@
-"""notify() sends one datagram to $NOTIFY_SOCKET, and nothing without it."""
+"""notify() sends one datagram to $NOTIFY_SOCKET, and nothing without it; the watchdog is
+petted while ticks complete, however long the interval, and not while one hangs."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from xvrd.notify import notify, watchdog_interval_s
+from xvrd.notify import TickWatchdog, notify, watchdog_interval_s
+
+SCENARIO = Path(__file__).resolve().parents[2] / "simulator" / "scenarios" / "receive-4.toml"
 
 
 def test_sends_datagram_to_path_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,3 +53,57 @@ def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     assert watchdog_interval_s() == 30.0
     monkeypatch.setenv("WATCHDOG_PID", "1")
     assert watchdog_interval_s() is None
+
+
+def test_watchdog_pets_every_half_period() -> None:
+    dog = TickWatchdog(10.0)
+    assert dog.due(0.0)
+    assert not dog.due(4.9)
+    assert dog.due(5.0)
+
+
+def test_watchdog_stops_while_a_tick_hangs() -> None:
+    """A tick running for a whole period stops the petting, so systemd restarts the daemon;
+    a tick that finishes in time does not."""
+    dog = TickWatchdog(10.0)
+    assert dog.due(0.0)
+    dog.tick_started(1.0)
+    assert dog.due(6.0)  # running 5 s: still alive
+    assert not dog.due(11.0)  # running 10 s: hung
+    assert not dog.due(30.0)
+    dog.tick_finished()
+    assert dog.due(30.5)
+
+
+def test_daemon_pets_watchdog_with_interval_longer_than_it(tmp_path: Path) -> None:
+    """Under WatchdogSec=1 with a 60 s tick, `xvrd run` still sends WATCHDOG=1 twice a second."""
+    config = tmp_path / "xvrd.toml"
+    config.write_text(
+        f'interval_s = 60\nstate_dir = "{tmp_path / "state"}"\nbackend = "simulator"\n'
+        f'scenario = "{SCENARIO}"\nsocket_path = "{tmp_path / "xvrd.sock"}"\n'
+        'policy = "noop"\n'
+    )
+    notify_path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as rx:
+        rx.bind(str(notify_path))
+        rx.settimeout(10)
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "1000000"}
+        env.pop("WATCHDOG_PID", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xvrd.cli", "run", "--config", str(config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            pets: list[float] = []
+            deadline = time.monotonic() + 20
+            while len(pets) < 4 and time.monotonic() < deadline:
+                if b"WATCHDOG=1" in rx.recv(4096):
+                    pets.append(time.monotonic())
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=15)
+        assert len(pets) == 4, err.decode()
+        # Four pets of a 1 s watchdog, well before the 60 s tick comes round again.
+        assert pets[-1] - pets[0] < 5

@@ -28,7 +28,7 @@ from xvrd.config import ConfigError, Settings, load_settings
 from xvrd.daemon import Daemon
 from xvrd.exits import EX_CONFIG, EX_UNAVAILABLE
 from xvrd.logs import configure_logging
-from xvrd.notify import notify, watchdog_interval_s
+from xvrd.notify import TickWatchdog, notify, watchdog_interval_s
 from xvrd.policy.adaptive import AdaptivePolicy
 from xvrd.policy.base import NoopPolicy, Policy
 from xvrd.state import StateError
@@ -170,16 +170,20 @@ def serve(daemon: Daemon, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    watchdog = watchdog_interval_s()
+    period = watchdog_interval_s()
+    watchdog = TickWatchdog(period) if period is not None else None
 
     def job() -> None:
+        if watchdog is not None:
+            watchdog.tick_started(time.monotonic())
         try:
             daemon.tick()
         except Exception:
             log.exception("tick failed")
+        finally:
+            if watchdog is not None:
+                watchdog.tick_finished()
         notify(f"STATUS={daemon.status_line()}")
-        if watchdog is not None:
-            notify("WATCHDOG=1")
 
     try:
         server = ControlServer(
@@ -218,8 +222,10 @@ def serve(daemon: Daemon, settings: Settings) -> int:
     )
     notify("READY=1\nSTATUS=started")
     try:
-        while not stop.wait(0.5):
-            pass
+        wait_s = 0.5 if period is None else min(0.5, period / 4)
+        while not stop.wait(wait_s):
+            if watchdog is not None and watchdog.due(time.monotonic()):
+                notify("WATCHDOG=1")
     finally:
         notify("STOPPING=1")
         scheduler.shutdown(wait=True)
