@@ -45,7 +45,7 @@ from xvrd.policy.base import (
     Verdict,
 )
 from xvrd.sampler import Observation, Sampler
-from xvrd.state import Hold, Override, StateStore, now_iso
+from xvrd.state import Hold, Override, StateError, StateStore, now_iso
 
 log = structlog.get_logger("xvrd.daemon")
 
@@ -299,6 +299,9 @@ class Daemon:
             except BackendUnavailable as exc:
                 self._lost(exc)
                 raise ControlError("unavailable", f"host unreachable: {exc}") from None
+            except StateError as exc:
+                log.error("state not saved", error=str(exc))
+                raise ControlError("unavailable", str(exc)) from None
 
     # ------------------------------------------------------------------ ControlAPI
     def set_weight(self, domain: str, weight: int) -> str:

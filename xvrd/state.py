@@ -74,13 +74,12 @@ class StateStore:
         """The saved state, or an empty one if there is none yet."""
         try:
             text = self.path.read_text(encoding="utf-8")
+            state = PersistedState.model_validate(json.loads(text))
         except FileNotFoundError:
             return PersistedState()
         except OSError as exc:
             raise StateError(f"cannot read {self.path}: {exc}") from None
-        try:
-            state = PersistedState.model_validate(json.loads(text))
-        except (json.JSONDecodeError, ValidationError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
             raise StateError(
                 f"{self.path} is not a valid xvrd state file ({exc.__class__.__name__}); "
                 "move it aside to start afresh (the originals it records will not be restored)"
@@ -90,7 +89,14 @@ class StateStore:
         return state
 
     def save(self, state: PersistedState) -> None:
-        """Write atomically: readers see the old file or the new one, never half of one."""
+        """Write atomically: readers see the old file or the new one, never half of one.
+        Raises StateError when the directory or the file cannot be written."""
+        try:
+            self._write(state)
+        except OSError as exc:
+            raise StateError(f"cannot write {self.path}: {exc}") from None
+
+    def _write(self, state: PersistedState) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o750)
         data = json.dumps(state.model_dump(), indent=2, sort_keys=True) + "\n"
         fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=self.directory)

@@ -257,6 +257,18 @@ def test_the_socket_group_owns_the_socket_and_its_directory(
         assert path.parent.stat().st_mode & stat.S_IXGRP
 
 
+def test_a_socket_group_the_daemon_may_not_give_is_a_setup_error(
+    socket_dir: Path, daemon: FakeDaemon, mocker: Any
+) -> None:
+    """A daemon not allowed to chown (not root, not in the group) gets a setup error, not a
+    traceback. The refusal is faked: the tests run as root, who may always chown."""
+    mocker.patch("xvrd.control.server.os.chown", side_effect=PermissionError(1, "not permitted"))
+    path = socket_dir / "run" / "xvrd.sock"
+    with pytest.raises(SocketSetupError, match=r"cannot give socket directory .* not permitted"):
+        ControlServer(path, daemon, socket_group="nogroup").start()
+    assert not path.exists()
+
+
 def test_root_may_change_and_others_only_through_the_admin_group() -> None:
     nobody = Peer(pid=1, uid=65534, gid=65534)
     assert may_change(Peer(pid=1, uid=0, gid=0), None)

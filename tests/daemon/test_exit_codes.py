@@ -65,3 +65,35 @@ def test_unknown_group(tmp_path: Path) -> None:
     assert r.stderr.strip() == (
         "xvrd: admin_group: no such group 'no-such-group-xvrd' (a group name, or empty)"
     )
+
+
+def _simulated(tmp_path: Path, state_dir: Path) -> Path:
+    scenario = Path(__file__).resolve().parents[2] / "simulator" / "scenarios" / "receive-2.toml"
+    config = tmp_path / "x.toml"
+    config.write_text(
+        f'state_dir = "{state_dir}"\nsocket_path = "{tmp_path / "s.sock"}"\n'
+        f'backend = "simulator"\nscenario = "{scenario}"\n'
+    )
+    return config
+
+
+def test_state_file_that_is_not_text(tmp_path: Path) -> None:
+    """A state file of random bytes stops the start with the documented message, exit 78."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "state.json").write_bytes(bytes(range(128, 256)))
+    r = run("run", "--config", str(_simulated(tmp_path, state)))
+    assert r.returncode == 78, r.stderr
+    assert "is not a valid xvrd state file" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_state_dir_that_cannot_be_written(tmp_path: Path) -> None:
+    """A state directory that cannot be created (even by root: /proc refuses new entries):
+    one line naming the file, exit 78, no socket left behind."""
+    state = Path("/proc/xvrd-test-no-such-dir/state")
+    r = run("run", "--config", str(_simulated(tmp_path, state)))
+    assert r.returncode == 78, r.stderr
+    assert r.stderr.strip().startswith(f"xvrd: cannot write {state / 'state.json'}")
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "s.sock").exists()

@@ -131,6 +131,9 @@ def main(args: argparse.Namespace) -> int:
     except BackendError as exc:
         print(f"xvrd: cannot reconcile with the host: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
+    except StateError as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
+        return EX_CONFIG
     if args.once:
         return _once(daemon, settings)
     return serve(daemon, settings)

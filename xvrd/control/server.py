@@ -211,8 +211,13 @@ class ControlServer:
         # anyway (/run, /tmp) needs no change and must not get one.
         private = not info.st_mode & (stat.S_IXOTH | stat.S_IWOTH)
         if self._socket_gid is not None and info.st_uid == os.geteuid() and private:
-            os.chown(directory, -1, self._socket_gid)
-            os.chmod(directory, stat.S_IMODE(info.st_mode) | stat.S_IXGRP)
+            try:
+                os.chown(directory, -1, self._socket_gid)
+                os.chmod(directory, stat.S_IMODE(info.st_mode) | stat.S_IXGRP)
+            except OSError as exc:
+                raise SocketSetupError(
+                    f"cannot give socket directory {directory} to the socket group: {exc}"
+                ) from exc
 
     def _remove_stale_socket(self) -> None:
         try:
