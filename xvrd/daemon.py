@@ -148,6 +148,8 @@ class Daemon:
             self.ticks += 1
             self.last_tick_at = self.monotonic()
             self.observation = obs
+            if self.state.dom0_pin and not self._hold_dom0_pin(obs):
+                return None
             if not obs.complete:
                 self.assessment = None
                 return obs
@@ -167,6 +169,30 @@ class Daemon:
             if decision.actions:
                 self._refresh_settings()  # status shows the policy's changes at once too
             return self.observation
+
+    def _hold_dom0_pin(self, obs: Observation) -> bool:
+        """A manual dom0 pinning holds for domains that appear after it: a domU on dom0's
+        CPUs is moved off them, dom0 is put back on them if something moved it. False if
+        the host went away."""
+        cpus = frozenset(self.state.dom0_pin or ())
+        rest = frozenset(range(self.host.cpus)) - cpus
+        for d in obs.domains:
+            if d.is_dom0:
+                target = Pinning((cpus,) * d.vcpus)
+                if d.pinning == target:
+                    continue
+            elif any(c & cpus for c in d.pinning.vcpus):
+                target = Pinning((rest,) * d.vcpus)
+            else:
+                continue
+            try:
+                self.actuator.set_pinning(d.uuid, d.name, target, "manual dom0 pinning")
+            except DomainGone:
+                continue
+            except BackendUnavailable as exc:
+                self._lost(exc)
+                return False
+        return True
 
     def _context(self) -> PolicyContext:
         return PolicyContext(
@@ -327,8 +353,13 @@ class Daemon:
             del self.state.overrides[d.uuid]
             self.store.save(self.state)
             self.actuator.restore(d.uuid, "manual override removed")
+            kept = ""
+            if self.state.dom0_pin:
+                # The original pinning came back with the weight: the dom0 pinning stays.
+                self._apply_dom0_pin(frozenset(self.state.dom0_pin), [d])
+                kept = " (kept off dom0's pinned CPUs)"
             log.info("override removed", domain=d.name)
-            return f"{d.name}: manual weight removed, original settings back"
+            return f"{d.name}: manual weight removed, original settings back{kept}"
 
         return self._guard(run)
 

@@ -244,3 +244,31 @@ def test_status_shows_an_operator_change_at_once(
     row = next(d for d in daemon.status()["domains"] if d["name"] == "dom3")
     assert row["weight"] == 777
     assert row["weight_source"] == "manual"
+
+
+def test_manual_dom0_pinning_holds_for_domus_that_join_later(settings: Settings) -> None:
+    """pin-dom0 promises domUs kept off dom0's CPUs: a domU started after it is moved off
+    them at the next tick, and removing a domU's manual weight does not put it back on."""
+    from simulator.scenario import parse_scenario
+
+    scenario = parse_scenario(
+        {
+            "name": "late-joiner",
+            "domains": [
+                {"name": "early", "count": 1, "workload": "receive"},
+                {"name": "late", "count": 1, "workload": "receive", "start_s": 3},
+            ],
+        },
+        "test",
+    )
+    backend = SimulatorBackend.from_scenario(scenario, speed=None)
+    daemon = Daemon(settings, backend)
+    daemon.pin_dom0(frozenset({0}))
+    ticks(daemon, backend, 2)
+    late = next(d for d in backend.host.domains() if d.name == "late")
+    assert late.pinning == (frozenset({1}),)
+    daemon.set_weight("early", 512)
+    assert "kept off dom0's pinned CPUs" in daemon.unset("early")
+    early = next(d for d in backend.host.domains() if d.name == "early")
+    assert early.pinning == (frozenset({1}),)
+    assert backend.host.domain(0).pinning == (frozenset({0}),)
