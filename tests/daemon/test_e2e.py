@@ -132,21 +132,23 @@ def test_hold_keeps_the_adaptive_policy_off_until_resume() -> None:
 
 
 def test_second_daemon_is_refused_before_touching_anything(daemon: RunningDaemon) -> None:
-    """A second `xvrd run` on a live socket exits 69 without reconciling or writing state,
-    so it cannot put back what the running daemon changed; SIGINT then stops the first."""
+    """A second `xvrd run` (or `--once`) on a live socket exits 69 without reconciling or
+    writing state, so it cannot put back what the running daemon changed; SIGINT then
+    stops the first."""
     daemon.start()
     assert daemon.cli("set-weight", "dom2", "1024").returncode == 0
     state = daemon.state_dir / "state.json"
     before = json.loads(state.read_text())
-    second = subprocess.run(
-        [*XVRD, "run", "--config", str(daemon.config)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert second.returncode == 69
-    assert "another xvrd is listening" in second.stderr
+    for extra in ([], ["--once"]):
+        second = subprocess.run(
+            [*XVRD, "run", "--config", str(daemon.config), *extra],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 69, extra
+        assert "another xvrd is listening" in second.stderr
     after = json.loads(state.read_text())
     assert (after["originals"], after["overrides"]) == (before["originals"], before["overrides"])
     assert "reconciled" not in second.stderr

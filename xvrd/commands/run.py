@@ -59,7 +59,8 @@ def register(sub: Any) -> None:
         "--once",
         action="store_true",
         help="reconcile, run one tick (two samples one interval apart), print status as "
-        "JSON and exit, leaving settings as they are",
+        "JSON and exit; in auto mode the policy's changes are applied and left in place, "
+        "--mode advise changes nothing",
     )
     p.set_defaults(func=main)
 
@@ -108,9 +109,10 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"xvrd: {exc}", file=sys.stderr)
         return EX_CONFIG
-    if not args.once and socket_in_use(settings.socket_path):
+    if socket_in_use(settings.socket_path):
         # Before anything touches the host or the state file: a second daemon that went on to
-        # reconcile, fail to bind, then shut down would put back the running daemon's changes.
+        # reconcile, fail to bind, then shut down would put back the running daemon's changes;
+        # a --once beside it would rewrite its state file behind its back.
         print(f"xvrd: another xvrd is listening on {settings.socket_path}", file=sys.stderr)
         return EX_UNAVAILABLE
     configure_logging(settings.log_format, settings.log_level)
