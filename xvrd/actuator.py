@@ -7,7 +7,9 @@ back. Weights outside the scheduler's range are refused, never clamped silently.
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -26,6 +28,10 @@ log = structlog.get_logger("xvrd.actuator")
 
 #: How many recent actions status shows.
 ACTION_HISTORY = 20
+#: A change not applied (advise mode, hold, an override in the way) is logged at most this
+#: often per domain and setting: the policy may ask again every tick or two, and the log is
+#: for what changes. Status shows every one.
+ADVICE_LOG_EVERY_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +77,16 @@ class Actuator:
         store: StateStore,
         state: PersistedState,
         weight_range: WeightRange,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
         self.store = store
         self.state = state
         self.weight_range = weight_range
+        self.monotonic = monotonic
         self.history: deque[ActionRecord] = deque(maxlen=ACTION_HISTORY)
         self.applied = 0  # changes made since start
+        self._advice_logged: dict[tuple[str, str], tuple[float, int]] = {}  # at, repeats
 
     # ------------------------------------------------------------------ originals
     def remember(self, uuid: str, name: str) -> Original:
@@ -131,9 +140,25 @@ class Actuator:
 
     def advise(self, name: str, setting: str, old: str, new: str, reason: str) -> ActionRecord:
         """Record what would have been done (advise mode, hold, or an override in the way):
-        status shows it among the actions, marked not applied."""
+        status shows it among the actions, marked not applied, and the log has it (at most
+        every ADVICE_LOG_EVERY_S per domain and setting, with how many were not logged)."""
         record = self._record(name, setting, (old, new), reason, applied=False)
         self.history.append(record)
+        now = self.monotonic()
+        at, repeats = self._advice_logged.get((name, setting), (-ADVICE_LOG_EVERY_S, 0))
+        if now - at >= ADVICE_LOG_EVERY_S:
+            log.info(
+                "change not applied",
+                domain=name,
+                setting=setting,
+                old=old,
+                new=new,
+                reason=reason,
+                repeats_not_logged=repeats,
+            )
+            self._advice_logged[(name, setting)] = (now, 0)
+        else:
+            self._advice_logged[(name, setting)] = (at, repeats + 1)
         return record
 
     def _record(

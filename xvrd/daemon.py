@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from xvrd.actuator import ActionRecord, Actuator, pinning_lists
+from xvrd.actuator import ActionRecord, Actuator, pinning_lists, pinning_text
 from xvrd.analysis import Assessment, Finding, assess
 from xvrd.backends.base import (
     Backend,
@@ -75,7 +75,9 @@ class Daemon:
         self.state = self.store.load()
         self.host: HostInfo = backend.info()
         self.sampler = Sampler(backend)
-        self.actuator = Actuator(backend, self.store, self.state, self.host.weight_range)
+        self.actuator = Actuator(
+            backend, self.store, self.state, self.host.weight_range, monotonic=monotonic
+        )
         self.lock = threading.RLock()
         self.policy_state: Any = None
         self.observation: Observation | None = None
@@ -164,7 +166,7 @@ class Daemon:
                 self._note_verdict(decision.verdict)
             self.assessment = replace(assessment, findings=decision.findings)
             for action in decision.actions:
-                if not self._apply_policy_action(action, context):
+                if not self._apply_policy_action(action, context, obs):
                     break
             if decision.actions:
                 self._refresh_settings()  # status shows the policy's changes at once too
@@ -219,10 +221,16 @@ class Daemon:
         log.info("change judged", **verdict.to_json())
         self.verdicts.append((now_iso(), verdict))
 
-    def _apply_policy_action(self, action: Action, context: PolicyContext) -> bool:
+    def _apply_policy_action(
+        self, action: Action, context: PolicyContext, obs: Observation
+    ) -> bool:
         """Apply one policy action unless forbidden; False if the host went away."""
         setting = "weight" if isinstance(action, SetWeight) else "pinning"
-        new = str(action.weight) if isinstance(action, SetWeight) else str(action.pinning)
+        row = next((d for d in obs.domains if d.uuid == action.uuid), None)
+        if isinstance(action, SetWeight):
+            old, new = (str(row.weight) if row else "-"), str(action.weight)
+        else:
+            old, new = (pinning_text(row.pinning) if row else "-"), pinning_text(action.pinning)
         blocked = None
         if context.held:
             blocked = "held"
@@ -233,7 +241,7 @@ class Daemon:
         elif context.mode == "advise":
             blocked = "advise mode"
         if blocked is not None:
-            self.actuator.advise(action.name, setting, "-", new, f"{action.reason} ({blocked})")
+            self.actuator.advise(action.name, setting, old, new, f"{action.reason} ({blocked})")
             return True
         try:
             if isinstance(action, SetWeight):

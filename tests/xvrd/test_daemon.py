@@ -272,3 +272,34 @@ def test_manual_dom0_pinning_holds_for_domus_that_join_later(settings: Settings)
     early = next(d for d in backend.host.domains() if d.name == "early")
     assert early.pinning == (frozenset({1}),)
     assert backend.host.domain(0).pinning == (frozenset({0}),)
+
+
+def test_advice_shows_the_current_value_and_is_logged_once_a_while(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """In advise mode every would-be change is in status, with the value it would replace;
+    the log has the first, then at most one per ADVICE_LOG_EVERY_S, counting the rest."""
+    from structlog.testing import capture_logs
+
+    from xvrd.actuator import ADVICE_LOG_EVERY_S
+
+    clock = [0.0]
+    advise = Daemon(
+        settings.model_copy(update={"mode": "advise"}),
+        backend,
+        WantsDom0At(4096),
+        monotonic=lambda: clock[0],
+    )
+    with capture_logs() as logs:
+        for _ in range(4):
+            ticks(advise, backend, 1)
+            clock[0] += 2.0
+        clock[0] += ADVICE_LOG_EVERY_S
+        ticks(advise, backend, 1)
+    actions = [a for a in advise.status()["actions"] if not a["applied"]]
+    assert len(actions) == 4  # the first tick has no rates yet: the policy is not asked
+    assert {(a["old"], a["new"]) for a in actions} == {("256", "4096")}
+    assert all(a["reason"].endswith("(advise mode)") for a in actions)
+    logged = [e for e in logs if e["event"] == "change not applied"]
+    assert [e["repeats_not_logged"] for e in logged] == [0, 2]
+    assert weight(backend, "Domain-0") == 256
