@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,15 +102,26 @@ class Settings(BaseSettings):
         return self.link_mbps * FRAME_BYTES_PER_WIRE_BYTE
 
 
-def _format(exc: ValidationError, source: str) -> str:
+def _format(exc: ValidationError, source: Callable[[str], str]) -> str:
+    """One line: each bad key with where its value came from and what is accepted."""
     parts = []
     for err in exc.errors():
         key = ".".join(str(x) for x in err["loc"]) or "config"
         msg = err["msg"].removeprefix("Value error, ")
         got = err.get("input")
         shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        parts.append(f"{key}: {msg}{shown}")
-    return f"{source}: " + "; ".join(parts)
+        parts.append(f"{source(str(err['loc'][0]) if err['loc'] else '')}: {key}: {msg}{shown}")
+    return "; ".join(parts)
+
+
+def _source_of(key: str, given: dict[str, Any], toml_path: Path | None) -> str:
+    """Where a key's value came from, in the order they take precedence."""
+    if key in given:
+        return "command line"
+    env = f"XVRD_{key}".upper()
+    if any(name.upper() == env for name in os.environ):
+        return env
+    return str(toml_path) if toml_path is not None else "configuration"
 
 
 def _config_file(path: Path | None) -> tuple[Path | None, dict[str, Any]]:
@@ -176,7 +188,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         loaded = _FromFile(**given)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, str(toml_path or "configuration"))) from None
+        raise ConfigError(_format(exc, lambda k: _source_of(k, given, toml_path))) from None
     settings = Settings.model_construct(**loaded.model_dump())
     if settings.backend == "simulator" and settings.scenario is None:
         raise ConfigError("scenario: required when backend = 'simulator' (a scenario file)")

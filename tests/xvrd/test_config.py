@@ -75,3 +75,21 @@ def test_missing_default_file_means_defaults(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("XVRD_CONFIG", raising=False)
     monkeypatch.setattr("xvrd.config.DEFAULT_CONFIG_PATH", Path("/nonexistent/xvrd.toml"))
     assert load_settings().interval_s == 2.0
+
+
+def test_error_names_where_the_bad_value_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad flag or XVRD_ variable is not blamed on the config file (which may be fine)."""
+    path = write(tmp_path, "interval_s = 5\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, interval_s=0)
+    assert str(info.value).startswith("command line: interval_s: ")
+    monkeypatch.setenv("XVRD_INTERVAL_S", "abc")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value).startswith("XVRD_INTERVAL_S: interval_s: ")
+    monkeypatch.delenv("XVRD_INTERVAL_S")
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, "interval_s = 0\n"))
+    assert str(info.value).startswith(f"{tmp_path / 'xvrd.toml'}: interval_s: ")
