@@ -24,22 +24,48 @@ from simulator.scenario import (
 from xvrd.exits import EX_CONFIG
 
 EX_CALIBRATION = 1  # some cell is out of tolerance
+DEFAULT_STRATEGIES = "default,formula,adaptive,oracle"
+
+#: The flags each action reads besides --seed and --json: any other one given is refused
+#: rather than silently ignored.
+_FLAGS = {
+    "scenario": "--scenario", "workload": "--workload", "domus": "--domus",
+    "dom0_weight": "--dom0-weight", "domu_weight": "--domu-weight", "pcpus": "--pcpus",
+    "duration": "--duration", "warmup": "--warmup", "policy": "--policy",
+    "strategies": "--strategies", "quick": "--quick", "plot": "--plot",
+}  # fmt: skip
+_READS = {
+    "run": {"scenario", "workload", "domus", "dom0_weight", "domu_weight", "pcpus",
+            "duration", "warmup", "policy"},
+    "calibrate": {"duration", "warmup"},
+    "suite": {"duration", "strategies", "quick", "plot"},
+}  # fmt: skip
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+#: The longest simulated span a flag accepts, as scenario files do: one day.
+MAX_SIM_SECONDS = 86_400.0
+
+
+def _seconds(text: str, *, zero_ok: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds (got {text!r})") from None
+    low_ok = value >= 0 if zero_ok else value > 0
+    if not (low_ok and value <= MAX_SIM_SECONDS):  # also refuses nan
+        low = ">= 0" if zero_ok else "> 0"
+        raise argparse.ArgumentTypeError(f"must be {low} and <= {MAX_SIM_SECONDS:g} (got {text})")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _seconds(text, zero_ok=False)
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
-    return value
+    return _seconds(text, zero_ok=True)
 
 
 def _int_in(low: int, high: int) -> Any:
@@ -90,14 +116,14 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--policy",
         choices=["static", "adaptive"],
-        default="static",
-        help="static: the settings as given; adaptive: the daemon's policy in closed loop",
+        help="static (default): the settings as given; adaptive: the daemon's policy in "
+        "closed loop",
     )
     suite = p.add_argument_group("suite")
     suite.add_argument(
         "--strategies",
-        default="default,formula,adaptive,oracle",
-        help="comma-separated: default, formula, oracle and registered controllers",
+        help="comma-separated: default, formula, oracle and registered controllers "
+        f"(default {DEFAULT_STRATEGIES})",
     )
     suite.add_argument("--quick", action="store_true", help="one scenario of each kind")
     suite.add_argument("--plot", metavar="DIR", help="write PNG timelines (needs matplotlib)")
@@ -185,11 +211,6 @@ def _run(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from simulator.calibration import checks, default_runner
 
-    if args.scenario or args.workload or args.domus is not None:
-        print(
-            "xvrd simulate calibrate: runs the report's cells; no scenario options", file=sys.stderr
-        )
-        return EX_CONFIG
     started = time.perf_counter()
     runner = default_runner(args.duration or 10.0, args.warmup or 3.0, args.seed)
     results = list(checks(runner))
@@ -217,9 +238,6 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _suite(args: argparse.Namespace) -> int:
     from simulator.suite import run_suite, suite_scenarios
 
-    if args.scenario or args.workload or args.domus is not None:
-        print("xvrd simulate suite: runs its own scenarios; no scenario options", file=sys.stderr)
-        return EX_CONFIG
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -230,7 +248,8 @@ def _suite(args: argparse.Namespace) -> int:
     scenarios = suite_scenarios(quick=args.quick)
     if args.duration is not None:
         scenarios = [s.model_copy(update={"duration_s": args.duration}) for s in scenarios]
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    chosen = args.strategies or DEFAULT_STRATEGIES
+    strategies = [s.strip() for s in chosen.split(",") if s.strip()]
     try:
         results = run_suite(scenarios, strategies, seed=args.seed)
     except ValueError as exc:
@@ -262,6 +281,15 @@ def main(args: argparse.Namespace) -> int:
 
     # Batch runs drive the daemon's code: its change-by-change log is for a live daemon.
     configure_logging("console", "error")
+    unused = [
+        flag
+        for key, flag in _FLAGS.items()
+        if key not in _READS[args.action] and getattr(args, key) not in (None, False)
+    ]
+    if unused:
+        name = "xvrd simulate" + ("" if args.action == "run" else f" {args.action}")
+        print(f"{name}: {', '.join(unused)}: not used here", file=sys.stderr)
+        return EX_CONFIG
     if args.action == "calibrate":
         return _calibrate(args)
     if args.action == "suite":

@@ -1,7 +1,7 @@
 """Scenario files: a simulated host, its domains and what happens over time, in TOML.
 
 See ``simulator/scenarios/README.md`` for the format. Validation errors name the field and
-what is accepted, e.g. ``domains[2].weight: must be between 1 and 65535 (got 0)``.
+what is accepted, e.g. ``domains[2].weight: Input should be greater than or equal to 1 (got 0)``.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Scenario(_Strict):
     name: str = "scenario"
     description: str = ""
     duration_s: float = Field(30.0, gt=0, le=86_400)
-    warmup_s: float = Field(5.0, ge=0)
+    warmup_s: float = Field(5.0, ge=0, le=86_400)
     host: HostSpec = HostSpec()
     domains: list[DomainSpec] = Field(default_factory=list)
     phases: list[PhaseSpec] = Field(default_factory=list)

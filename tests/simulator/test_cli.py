@@ -82,6 +82,14 @@ def test_scenario_file_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
         (["--workload", "teleport"], 2, "invalid choice"),
         (["--scenario", "/nonexistent.toml"], 78, "no such scenario file"),
         (["--scenario", "SCEN", "--domus", "3"], 78, "--domus: only with --workload"),
+        (["--warmup", "inf"], 2, "--warmup: must be >= 0 and <= 86400"),
+        (["--warmup", "nan"], 2, "--warmup: must be >= 0 and <= 86400"),
+        (["--duration", "1e9"], 2, "--duration: must be > 0 and <= 86400"),
+        (["--strategies", "oracle"], 78, "xvrd simulate: --strategies: not used here"),
+        (["suite", "--warmup", "1", "--pcpus", "4"], 78, "--pcpus, --warmup: not used here"),
+        (["suite", "--policy", "adaptive"], 78, "suite: --policy: not used here"),
+        (["calibrate", "--dom0-weight", "512"], 78, "calibrate: --dom0-weight: not used here"),
+        (["calibrate", "--workload", "send"], 78, "calibrate: --workload: not used here"),
     ],
 )
 def test_bad_input_is_refused_with_a_message(

@@ -39,6 +39,7 @@ def test_shipped_scenario_is_valid(path: Path) -> None:
         ({"domains": [{"pinning": [3]}]}, "pinning must list CPUs in 0..1"),
         ({"phases": [{"at_s": 1, "action": "stop", "domain": "x"}]}, "unknown domain 'x'"),
         ({"hosts": {}}, "hosts: Extra inputs are not permitted"),
+        ({"warmup_s": float("inf")}, "warmup_s: Input should be less than or equal to 86400"),
     ],
 )
 def test_bad_scenario_names_the_field(data: dict[str, object], message: str) -> None:
