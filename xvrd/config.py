@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     link_mbps: float = Field(1000.0, gt=0, le=1_000_000)
     """Line rate of the host's uplink, for efficiency (aggregate / what the link carries)."""
 
-    network_active_mbps: float = Field(0.5, ge=0)
+    network_active_mbps: float = Field(0.5, gt=0)
     """A domU moving at least this much (rx or tx) counts as network-active."""
 
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -175,6 +175,17 @@ def test_a_stale_socket_means_not_running(
     assert "xvrd is not running" in err
 
 
+def test_a_socket_path_too_long_for_unix_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = "/tmp/" + "x" * 120 + ".sock"
+    code, out, err = run(capsys, "status", "--socket", path)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"xvrd status: socket path {path}: longer than the 107 bytes a Unix socket path may have\n"
+    )
+
+
 def test_watch_refreshes_and_waits_out_a_missing_daemon(
     server: ControlServer, socket_dir: Path
 ) -> None:

@@ -159,7 +159,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     hold = add("hold", "stop all automatic changes until `xvrd resume`", _hold)
     hold.add_argument("--reason", type=reason_arg, default="", metavar="TEXT")
     add("resume", "allow automatic changes again", _simple)
-    add("restore", "put back every original setting the daemon changed, then hold", _simple)
+    add(
+        "restore",
+        "put back every original setting, drop overrides and the dom0 pinning, then hold",
+        _simple,
+    )
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -178,7 +182,10 @@ def socket_path(args: argparse.Namespace) -> str:
 
 
 def _client(args: argparse.Namespace) -> ControlClient:
-    return ControlClient(socket_path(args))
+    try:
+        return ControlClient(socket_path(args))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _checked(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -43,7 +43,8 @@ class ControlAPI(Protocol):
         ...
 
     def unset(self, domain: str) -> str:
-        """Drop a manual weight; the policy may manage the domain again."""
+        """Drop a manual weight and put the domain's originals back (a manual dom0 pinning
+        still keeps it off dom0's CPUs); the policy may manage it again."""
         ...
 
     def pin_dom0(self, cpus: frozenset[int]) -> str:
@@ -63,7 +64,8 @@ class ControlAPI(Protocol):
         ...
 
     def restore(self) -> str:
-        """Put back every original setting the daemon changed, then hold."""
+        """Put back every original setting the daemon changed, drop the manual weights and
+        the manual dom0 pinning, then hold."""
         ...
 
 
@@ -73,6 +75,7 @@ STATUS_FIELDS = (
     "backend",  # {kind, uri, scheduler, cpus, connected, last_error}
     "interval_s",
     "mode",  # "auto" or "advise"
+    "policy",  # the policy's name: "adaptive" or "noop"
     "ticks",  # completed ticks
     "last_tick_age_s",  # seconds since the last complete tick, null before one
     "hold",  # {held, reason, since}
@@ -84,7 +87,8 @@ STATUS_FIELDS = (
     "jain",
     "efficiency",
     "findings",  # [{kind, summary, evidence: {...}}]
-    "actions",  # most recent last: [{time, domain, setting, old, new, reason}]
+    # most recent last: [{time, domain, setting, old, new, reason, applied, error}]
+    "actions",
     # changes the policy tried, most recent last: [{time, change, kept, objective_before_mbps,
     # objective_after_mbps, rule, aggregate_before_mbps, jain_before, aggregate_after_mbps,
     # jain_after, not_undone: [domain names a manual setting kept], summary}]

@@ -21,12 +21,18 @@ SOCKET_PATH_ENV = "XVRD_SOCKET_PATH"
 DEFAULT_TIMEOUT_S = 10.0
 
 
+#: The longest path a Unix socket address holds (sun_path is 108 bytes, NUL included).
+MAX_SOCKET_PATH_BYTES = 107
+
+
 class DaemonNotRunning(Exception):
     """Nothing listens at the socket path (no file, or a stale socket)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, detail: str = "") -> None:
         self.path = path
-        super().__init__(f"xvrd is not running (no daemon at {path})")
+        super().__init__(
+            f"xvrd is not running (no daemon at {path}{': ' + detail if detail else ''})"
+        )
 
 
 class SocketPermissionDenied(Exception):
@@ -44,6 +50,11 @@ class ControlClient:
     """One connection per call, as the protocol prescribes."""
 
     def __init__(self, path: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        if len(path.encode()) > MAX_SOCKET_PATH_BYTES:
+            raise ValueError(
+                f"socket path {path}: longer than the {MAX_SOCKET_PATH_BYTES} bytes a Unix "
+                "socket path may have"
+            )
         self.path = path
         self.timeout_s = timeout_s
 
@@ -57,6 +68,13 @@ class ControlClient:
                 raise DaemonNotRunning(self.path) from None
             except PermissionError:
                 raise SocketPermissionDenied(self.path) from None
+            except TimeoutError:
+                raise ControlError(
+                    "unavailable",
+                    f"the daemon did not accept the connection within {self.timeout_s:g} s",
+                ) from None
+            except OSError as exc:
+                raise DaemonNotRunning(self.path, exc.strerror or str(exc)) from None
             try:
                 conn.sendall(protocol.encode_request(command, args))
                 raw = _read_response(conn)
