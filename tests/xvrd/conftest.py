@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from simulator.scenario import report_scenario
 from xvrd.backends.simulated import SimulatorBackend
@@ -25,3 +27,16 @@ def settings(tmp_path: Path) -> Settings:
         state_dir=tmp_path / "state",
         socket_path=tmp_path / "xvrd.sock",
     )
+
+
+@pytest.fixture
+def default_logging() -> Iterator[None]:
+    """structlog as the daemon configures it at level info, restored afterwards: a batch
+    command run earlier in the session (`xvrd simulate`) leaves it filtering below error,
+    which capture_logs would not see past."""
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)

@@ -274,6 +274,7 @@ def test_manual_dom0_pinning_holds_for_domus_that_join_later(settings: Settings)
     assert backend.host.domain(0).pinning == (frozenset({0}),)
 
 
+@pytest.mark.usefixtures("default_logging")
 def test_advice_shows_the_current_value_and_is_logged_once_a_while(
     settings: Settings, backend: SimulatorBackend
 ) -> None:
