@@ -137,7 +137,11 @@ class DomUNet:
         if flow is None or not flow.active:
             return
         now = self.engine.now
-        if flow.inflight > 0 and now - flow.last_ack_ns > flow.rto_ns():
+        # Dropped segments leave `inflight` at once (they are resent from the window), so a
+        # flow that lost its whole window has nothing in flight and no ACK coming to clock
+        # out the resend: real TCP still counts them outstanding and its timer fires.
+        stalled = flow.inflight > 0 or flow.sendable(now) > 0
+        if stalled and now - flow.last_ack_ns > flow.rto_ns():
             flow.on_timeout(now)
             if self.role == "send":
                 self.wake_self()

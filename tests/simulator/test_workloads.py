@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from simulator.host import SimulatedHost
 from simulator.report import run
-from simulator.scenario import parse_scenario
+from simulator.scenario import parse_scenario, report_scenario
+from simulator.workloads import goodput_mbps
 
 
 def test_ping_gets_answers_with_sub_millisecond_rtt_on_an_idle_host() -> None:
@@ -78,3 +81,19 @@ def test_domain_restarted_by_a_phase_gets_a_new_domid() -> None:
     assert second.name == "a"
     assert second.domid != first.domid
     assert second.vifs[0].rx_bytes < first.vifs[0].rx_bytes
+
+
+@pytest.mark.parametrize("workload", ["receive", "forward"])
+def test_a_flow_that_loses_its_whole_window_recovers_by_timeout(workload: str) -> None:
+    """50 ms in which the NIC drops everything (no ACK can come back to clock out a resend):
+    the retransmission timer restarts the flow instead of leaving it stalled for good."""
+    host = SimulatedHost(report_scenario(workload, n_domus=1))
+    host.advance(1.0)
+    ring = host.netback.nics[0].rx  # where the data comes in
+    slots, ring.cap = ring.cap, 0
+    host.advance(0.05)
+    ring.cap = slots
+    before = host.delivered_segments(1)
+    host.advance(1.0)
+    mbps = goodput_mbps(host.delivered_segments(1) - before, 1.0)
+    assert mbps > 300  # a 200 ms timeout, then slow start back up
