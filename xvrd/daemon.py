@@ -422,16 +422,29 @@ class Daemon:
     def hold(self, reason: str) -> str:
         with self.lock:
             self.state.hold = Hold(reason=reason, since=now_iso())
-            self.store.save(self.state)
+            try:
+                self.store.save(self.state)
+            except StateError as exc:
+                # Stopping automatic changes is the safe side: the hold stays, unsaved.
+                log.error("hold not saved", reason=reason, error=str(exc))
+                raise ControlError(
+                    "unavailable", f"held until the daemon stops, but not saved: {exc}"
+                ) from None
             log.info("hold", reason=reason)
             return "automatic changes held" + (f": {reason}" if reason else "")
 
     def resume(self) -> str:
         with self.lock:
-            if self.state.hold is None:
+            held = self.state.hold
+            if held is None:
                 return "not held"
             self.state.hold = None
-            self.store.save(self.state)
+            try:
+                self.store.save(self.state)
+            except StateError as exc:
+                self.state.hold = held  # a resume that a restart would undo: not done
+                log.error("resume not saved", error=str(exc))
+                raise ControlError("unavailable", f"still held: {exc}") from None
             log.info("resumed")
             return "automatic changes resumed"
 

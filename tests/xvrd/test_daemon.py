@@ -304,3 +304,24 @@ def test_advice_shows_the_current_value_and_is_logged_once_a_while(
     logged = [e for e in logs if e["event"] == "change not applied"]
     assert [e["repeats_not_logged"] for e in logged] == [0, 2]
     assert weight(backend, "Domain-0") == 256
+
+
+def test_a_state_write_failure_is_reported_and_errs_on_the_held_side(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """A state file that cannot be written: hold still stops automatic changes (unsaved),
+    resume is refused (a restart would undo it), and set-weight names the failure."""
+    daemon = Daemon(settings, backend)
+    daemon.reconcile()
+    # A file where the state directory was (even root cannot write through that).
+    settings.state_dir.rename(settings.state_dir.with_name("moved-aside"))
+    settings.state_dir.write_text("not a directory")
+    with pytest.raises(ControlError, match="held until the daemon stops, but not saved"):
+        daemon.hold("disk trouble")
+    assert daemon.status()["hold"]["held"]
+    with pytest.raises(ControlError, match="still held: cannot write") as info:
+        daemon.resume()
+    assert info.value.code == "unavailable"
+    assert daemon.status()["hold"]["held"]
+    with pytest.raises(ControlError, match="cannot write"):
+        daemon.set_weight("dom1", 512)
