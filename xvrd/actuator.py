@@ -17,12 +17,13 @@ import structlog
 from xvrd.backends.base import (
     Backend,
     BackendError,
+    BackendUnavailable,
     DomainGone,
     InvalidSetting,
     Pinning,
     WeightRange,
 )
-from xvrd.state import Original, PersistedState, StateStore, now_iso
+from xvrd.state import Original, PersistedState, StateError, StateStore, now_iso
 
 log = structlog.get_logger("xvrd.actuator")
 
@@ -100,7 +101,12 @@ class Actuator:
             name=name, weight=sched.weight, cap=sched.cap, pinning=pinning_lists(pinning)
         )
         self.state.originals[uuid] = original
-        self.store.save(self.state)
+        try:
+            self.store.save(self.state)
+        except StateError:
+            # No change without its original on disk: a crash would lose what to put back.
+            del self.state.originals[uuid]
+            raise
         return original
 
     def changed(self, uuid: str) -> bool:
@@ -184,7 +190,13 @@ class Actuator:
 
     # ------------------------------------------------------------------ restore
     def restore(self, uuid: str, reason: str) -> list[ActionRecord]:
-        """Put one domain's originals back and forget them. A vanished domain is forgotten."""
+        """Put one domain's originals back and forget them. A vanished domain is forgotten;
+        a host error is raised with the original kept for a later restore."""
+        records = self._put_back(uuid, reason)
+        self.store.save(self.state)
+        return records
+
+    def _put_back(self, uuid: str, reason: str) -> list[ActionRecord]:
         original = self.state.originals.get(uuid)
         if original is None:
             return []
@@ -206,12 +218,25 @@ class Actuator:
         except DomainGone:
             log.info("domain gone, nothing to restore", domain=original.name, uuid=uuid)
         del self.state.originals[uuid]
-        self.store.save(self.state)
         return records
 
-    def restore_all(self, reason: str) -> list[ActionRecord]:
-        """Put every recorded original back. Stops at the first unreachable host error."""
+    def restore_all(self, reason: str) -> tuple[list[ActionRecord], list[str]]:
+        """Put every recorded original back; returns what changed and the domains that could
+        not be restored. One domain's error (being torn down, a CPU gone) does not keep the
+        others from going back: it keeps its original for a later restore. An unreachable
+        host stops it (raised), with what was done saved."""
         records: list[ActionRecord] = []
-        for uuid in list(self.state.originals):
-            records.extend(self.restore(uuid, reason))
-        return records
+        failed: list[str] = []
+        try:
+            for uuid in list(self.state.originals):
+                try:
+                    records.extend(self._put_back(uuid, reason))
+                except BackendUnavailable:
+                    raise
+                except BackendError as exc:
+                    name = self.state.originals[uuid].name
+                    failed.append(name)
+                    log.error("could not restore domain", domain=name, uuid=uuid, error=str(exc))
+        finally:
+            self.store.save(self.state)
+        return records, failed

@@ -129,8 +129,8 @@ class Daemon:
             records: list[ActionRecord] = []
             if self.settings.restore_on_exit and self.connected:
                 try:
-                    records = self.actuator.restore_all("daemon stopping")
-                except BackendError as exc:
+                    records, _ = self.actuator.restore_all("daemon stopping")
+                except (BackendError, StateError) as exc:
                     log.error("could not restore settings at exit", error=str(exc))
             log.info("stopped", restored=len(records), kept=len(self.state.originals))
             self.backend.close()
@@ -450,12 +450,19 @@ class Daemon:
 
     def restore(self) -> str:
         def run() -> str:
-            records = self.actuator.restore_all("restore requested")
+            records, failed = self.actuator.restore_all("restore requested")
+            # Held even when a domain failed: the policy must not re-tune what went back.
             self.state.overrides.clear()
             self.state.dom0_pin = None
             self.state.hold = Hold(reason="restored by operator", since=now_iso())
             self.store.save(self.state)
-            log.info("restored", changes=len(records))
+            log.info("restored", changes=len(records), failed=failed)
+            if failed:
+                raise ControlError(
+                    "unavailable",
+                    f"restored {len(records)} setting(s) and held, but not {', '.join(failed)} "
+                    "(see the log; `xvrd restore` again retries them)",
+                )
             return f"restored {len(records)} setting(s); automatic changes held until resume"
 
         return self._guard(run)

@@ -325,3 +325,44 @@ def test_a_state_write_failure_is_reported_and_errs_on_the_held_side(
     assert daemon.status()["hold"]["held"]
     with pytest.raises(ControlError, match="cannot write"):
         daemon.set_weight("dom1", 512)
+
+
+def test_one_domain_failing_does_not_stop_the_others_being_restored(
+    settings: Settings, backend: SimulatorBackend, mocker: Any
+) -> None:
+    """A domain being torn down as the host stops (libxl cannot read it): the others still
+    get their originals back at exit, and its original stays recorded for a later restore.
+    The failure is faked: the simulated host has no half-destroyed domains."""
+    from xvrd.backends.base import BackendError
+
+    daemon = Daemon(settings, backend)
+    daemon.reconcile()
+    uuids = {d.name: d.uuid for d in backend.list_domains()}
+    for name in ("dom1", "dom2", "dom3"):
+        daemon.actuator.set_weight(uuids[name], name, 1024, "test")
+    real = backend.get_sched
+
+    def get_sched(uuid: str) -> Any:
+        if uuid == uuids["dom1"]:
+            raise BackendError("libxl_domain_info failed")
+        return real(uuid)
+
+    mocker.patch.object(backend, "get_sched", side_effect=get_sched)
+    daemon.shutdown()
+    assert [weight(backend, n) for n in ("dom1", "dom2", "dom3")] == [1024, 256, 256]
+    saved = json.loads((settings.state_dir / "state.json").read_text())
+    assert [o["name"] for o in saved["originals"].values()] == ["dom1"]
+
+
+def test_no_change_is_made_without_its_original_on_disk(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    daemon = Daemon(settings, backend)
+    daemon.reconcile()
+    settings.state_dir.rename(settings.state_dir.with_name("moved-aside"))
+    settings.state_dir.write_text("not a directory")
+    dom1 = next(d for d in backend.list_domains() if d.name == "dom1")
+    with pytest.raises(StateError):
+        daemon.actuator.set_weight(dom1.uuid, "dom1", 1024, "test")
+    assert weight(backend, "dom1") == 256
+    assert dom1.uuid not in daemon.state.originals
