@@ -248,11 +248,13 @@ class Daemon:
                 self.actuator.set_weight(action.uuid, action.name, action.weight, action.reason)
             else:
                 self.actuator.set_pinning(action.uuid, action.name, action.pinning, action.reason)
-        except (DomainGone, InvalidSetting, Unsupported) as exc:
-            log.warning("policy action not applied", domain=action.name, error=str(exc))
         except BackendUnavailable as exc:
             self._lost(exc)
             return False
+        except (BackendError, StateError) as exc:
+            # This domain refused (gone, out of range, a host error, no original saved): the
+            # rest of the decision still applies.
+            log.warning("policy action not applied", domain=action.name, error=str(exc))
         return True
 
     # ------------------------------------------------------------------ reconnecting

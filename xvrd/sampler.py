@@ -4,21 +4,29 @@ The backend gives cumulative counters; the sampler keeps the previous reading of
 (by UUID) and turns the difference into rates. A domain seen for the first time, restarted
 (new domain ID) or whose counters went backwards (a reboot resets them) has no rates this
 time: a rate is never computed across a reset. The observation says whether it is complete,
-and the daemon acts only on complete ones.
+and the daemon acts only on complete ones. A domain the host cannot read (a vif in a driver
+domain, a domain half torn down) is left out, logged when it starts and stops failing, so one
+such domain does not stop the daemon seeing and tuning the others.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import structlog
+
 from xvrd.backends.base import (
     Backend,
+    BackendError,
+    BackendUnavailable,
     Domain,
     DomainCounters,
     DomainGone,
     Pinning,
     SchedParams,
 )
+
+log = structlog.get_logger("xvrd.sampler")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,7 @@ class Sampler:
         self.backend = backend
         self._previous: dict[str, _Reading] = {}
         self._last_ns: int | None = None
+        self.unreadable: dict[str, str] = {}  # UUID -> the error, while it lasts
 
     def reset(self) -> None:
         """Forget previous readings (after a reconnect the baseline is not trustworthy)."""
@@ -123,16 +132,28 @@ class Sampler:
         now = backend.clock_ns()
         readings: dict[str, _Reading] = {}
         rows: list[DomainRates] = []
-        for dom in backend.list_domains():
+        listed = backend.list_domains()
+        for dom in listed:
             try:
                 counters = backend.read_counters(dom.uuid)
                 sched = backend.get_sched(dom.uuid)
                 pinning = backend.get_pinning(dom.uuid)
             except DomainGone:
                 continue  # shut down since the listing: not part of this observation
+            except BackendUnavailable:
+                raise
+            except BackendError as exc:
+                if dom.uuid not in self.unreadable:
+                    log.warning("domain left out: cannot read it", domain=dom.name, error=str(exc))
+                self.unreadable[dom.uuid] = str(exc)
+                continue
+            if self.unreadable.pop(dom.uuid, None) is not None:
+                log.info("domain readable again", domain=dom.name)
             reading = _Reading(dom.domid, now, counters)
             readings[dom.uuid] = reading
             rows.append(self._rates(dom, sched, pinning, reading, host_cpus))
+        running = {dom.uuid for dom in listed}
+        self.unreadable = {u: e for u, e in self.unreadable.items() if u in running}
         interval = None if self._last_ns is None else (now - self._last_ns) / 1e9
         if interval is not None and interval <= 0:
             interval = None

@@ -366,3 +366,18 @@ def test_no_change_is_made_without_its_original_on_disk(
         daemon.actuator.set_weight(dom1.uuid, "dom1", 1024, "test")
     assert weight(backend, "dom1") == 256
     assert dom1.uuid not in daemon.state.originals
+
+
+def test_a_host_error_on_one_policy_action_does_not_fail_the_tick(
+    settings: Settings, backend: SimulatorBackend, mocker: Any
+) -> None:
+    """A change the host refuses (a read-only connection, say; faked here) is logged as not
+    applied; the tick completes and the host is reported connected."""
+    from xvrd.backends.base import BackendError
+
+    daemon = Daemon(settings, backend, WantsDom0At(4096))
+    mocker.patch.object(backend, "set_weight", side_effect=BackendError("access denied"))
+    ticks(daemon, backend, 2)
+    assert daemon.ticks == 2
+    assert daemon.connected
+    assert weight(backend, "Domain-0") == 256

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
+from structlog.testing import capture_logs
+
 from simulator.scenario import parse_scenario
 from xvrd.backends.base import (
     XEN_WEIGHT_RANGE,
+    BackendError,
     Domain,
     DomainCounters,
     DomainGone,
@@ -71,6 +75,7 @@ class ScriptedHost:
     cpu_ns: int = 0
     rx_bytes: int = 0
     gone: set[str] = field(default_factory=set)
+    broken: set[str] = field(default_factory=set)
 
     def info(self) -> HostInfo:
         return HostInfo("scripted", "test://", "credit", 2, XEN_WEIGHT_RANGE, True, True)
@@ -84,6 +89,8 @@ class ScriptedHost:
     def read_counters(self, uuid: str) -> DomainCounters:
         if uuid in self.gone:
             raise DomainGone(uuid)
+        if uuid in self.broken:
+            raise BackendError(f"{uuid}: Interface not found")
         vif = VifCounters("vif1.0", self.rx_bytes, self.rx_bytes // 1500, 0, 0, 0, 0)
         return DomainCounters(uuid, self.cpu_ns, (vif,) if uuid == "u1" else ())
 
@@ -113,3 +120,26 @@ def test_domain_gone_between_listing_and_reading_is_left_out() -> None:
     host = ScriptedHost(gone={"u1"})
     obs = Sampler(host).sample()  # type: ignore[arg-type]
     assert [d.uuid for d in obs.domains] == ["u0"]
+
+
+@pytest.mark.usefixtures("default_logging")
+def test_a_domain_the_host_cannot_read_is_left_out_and_the_rest_sampled() -> None:
+    """A vif the host cannot read (in a driver domain, say) does not stop the tick: that
+    domain is left out, logged once when it starts failing and once when it recovers."""
+    host = ScriptedHost(broken={"u1"})
+    sampler = Sampler(host)  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        sampler.sample()
+        host.now_ns = 10**9
+        obs = sampler.sample()
+        assert [d.uuid for d in obs.domains] == ["u0"]
+        assert obs.complete
+        assert sampler.unreadable == {"u1": "u1: Interface not found"}
+        host.broken.clear()
+        host.now_ns = 2 * 10**9
+        obs = sampler.sample()
+    assert [d.uuid for d in obs.domains] == ["u0", "u1"]
+    assert [e["event"] for e in logs] == [
+        "domain left out: cannot read it",
+        "domain readable again",
+    ]
