@@ -3,7 +3,9 @@
 The backend gives cumulative counters; the sampler keeps the previous reading of each domain
 (by UUID) and turns the difference into rates. A domain seen for the first time, restarted
 (new domain ID) or whose counters went backwards (a reboot resets them) has no rates this
-time: a rate is never computed across a reset. The observation says whether it is complete,
+time: a rate is never computed across a reset. Rates sum the vifs present in both readings,
+so a vif plugged in between (whose counters hold traffic from before) counts from the next
+interval instead of showing as a burst. The observation says whether it is complete,
 and the daemon acts only on complete ones. A domain the host cannot read (a vif in a driver
 domain, a domain half torn down) is left out, logged when it starts and stops failing, so one
 such domain does not stop the daemon seeing and tuning the others.
@@ -99,16 +101,28 @@ class _Reading:
     counters: DomainCounters
 
 
-def _totals(c: DomainCounters) -> tuple[int, int, int, int, int, int]:
-    rxb = rxp = rxd = txb = txp = txd = 0
-    for v in c.vifs:
-        rxb += v.rx_bytes
-        rxp += v.rx_packets
-        rxd += v.rx_drops
-        txb += v.tx_bytes
-        txp += v.tx_packets
-        txd += v.tx_drops
-    return rxb, rxp, rxd, txb, txp, txd
+def _vif_deltas(now: DomainCounters, prev: DomainCounters) -> list[int] | None:
+    """rx/tx bytes, packets and drops moved since ``prev``, summed over the vifs present in
+    both readings (a vif plugged since brings counts from before this interval: it counts
+    from the next one). None if a vif's counters went backwards (re-created)."""
+    before = {v.name: v for v in prev.vifs}
+    sums = [0] * 6
+    for v in now.vifs:
+        b = before.get(v.name)
+        if b is None:
+            continue
+        deltas = (
+            v.rx_bytes - b.rx_bytes,
+            v.rx_packets - b.rx_packets,
+            v.rx_drops - b.rx_drops,
+            v.tx_bytes - b.tx_bytes,
+            v.tx_packets - b.tx_packets,
+            v.tx_drops - b.tx_drops,
+        )
+        if any(d < 0 for d in deltas):
+            return None
+        sums = [s + d for s, d in zip(sums, deltas, strict=True)]
+    return sums
 
 
 class Sampler:
@@ -185,8 +199,8 @@ class Sampler:
             return base  # new, or the same UUID booted again as a new domain
         span_ns = now.taken_ns - prev.taken_ns
         cpu_ns = now.counters.cpu_ns - prev.counters.cpu_ns
-        deltas = [a - b for a, b in zip(_totals(now.counters), _totals(prev.counters), strict=True)]
-        if span_ns <= 0 or cpu_ns < 0 or any(d < 0 for d in deltas):
+        deltas = _vif_deltas(now.counters, prev.counters)
+        if span_ns <= 0 or cpu_ns < 0 or deltas is None:
             return base  # counters went backwards: reset, no rate this time
         seconds = span_ns / 1e9
         rxb, rxp, rxd, txb, txp, txd = deltas

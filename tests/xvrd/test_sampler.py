@@ -76,6 +76,7 @@ class ScriptedHost:
     rx_bytes: int = 0
     gone: set[str] = field(default_factory=set)
     broken: set[str] = field(default_factory=set)
+    hotplugged_bytes: int | None = None  # a second vif, with what it carried before
 
     def info(self) -> HostInfo:
         return HostInfo("scripted", "test://", "credit", 2, XEN_WEIGHT_RANGE, True, True)
@@ -91,8 +92,11 @@ class ScriptedHost:
             raise DomainGone(uuid)
         if uuid in self.broken:
             raise BackendError(f"{uuid}: Interface not found")
-        vif = VifCounters("vif1.0", self.rx_bytes, self.rx_bytes // 1500, 0, 0, 0, 0)
-        return DomainCounters(uuid, self.cpu_ns, (vif,) if uuid == "u1" else ())
+        vifs = [VifCounters("vif1.0", self.rx_bytes, self.rx_bytes // 1500, 0, 0, 0, 0)]
+        if self.hotplugged_bytes is not None:
+            b = self.hotplugged_bytes
+            vifs.append(VifCounters("vif1.1", b, b // 1500, 0, 0, 0, 0))
+        return DomainCounters(uuid, self.cpu_ns, tuple(vifs) if uuid == "u1" else ())
 
     def get_sched(self, uuid: str) -> SchedParams:
         return SchedParams(256)
@@ -143,3 +147,17 @@ def test_a_domain_the_host_cannot_read_is_left_out_and_the_rest_sampled() -> Non
         "domain left out: cannot read it",
         "domain readable again",
     ]
+
+
+def test_a_vif_plugged_since_the_last_reading_counts_from_the_next() -> None:
+    """A vif that appears carrying 10 GB (counted before this interval, or seen late) does
+    not show as 80 Gb/s: rates cover the vifs present in both readings."""
+    host = ScriptedHost()
+    sampler = Sampler(host)  # type: ignore[arg-type]
+    sampler.sample()
+    host.now_ns, host.rx_bytes = 10**9, 125_000_000
+    host.hotplugged_bytes = 10**10
+    assert sampler.sample().domains[1].rx_mbps == 1000.0
+    host.now_ns, host.rx_bytes = 2 * 10**9, 250_000_000
+    host.hotplugged_bytes = 10**10 + 12_500_000
+    assert sampler.sample().domains[1].rx_mbps == 1100.0
