@@ -66,6 +66,9 @@ class SimulatedHost:
         self.scenario = scenario
         self.seed = seed
         self.rng = random.Random(seed)
+        # Names this boot, as a host's kernel boot ID does: each SimulatedHost is a fresh
+        # boot. Not part of the simulation (random, outside the seeded generator).
+        self.boot_id = uuidlib.uuid4().hex
         host = scenario.host
         self.engine = Engine()
         self.sched = CreditScheduler(self.engine, host.pcpus)

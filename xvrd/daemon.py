@@ -98,9 +98,21 @@ class Daemon:
         Originals still recorded mean an earlier run changed settings and did not restore
         them: they stay recorded, so the next restore puts them back. Manual overrides and a
         manual dom0 pinning are applied again. Originals of domains that no longer exist are
-        forgotten.
+        forgotten, and so are all of them after a host reboot: xvrd's settings are live only,
+        so the reboot put the originals back, and restoring a previous boot's (a pinning to
+        CPUs that are now numbered differently) would do harm.
         """
         with self.lock:
+            boot = self.host.boot_id
+            if boot and self.state.boot_id and boot != self.state.boot_id:
+                if self.state.originals:
+                    log.warning(
+                        "host rebooted since the originals were recorded: forgetting them",
+                        originals=len(self.state.originals),
+                    )
+                self.state.originals.clear()
+            if boot:
+                self.state.boot_id = boot
             live = {d.uuid: d for d in self.backend.list_domains()}
             gone = [u for u in self.state.originals if u not in live]
             for uuid in gone:

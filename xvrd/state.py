@@ -55,6 +55,7 @@ class PersistedState(_Model):
     overrides: dict[str, Override] = Field(default_factory=dict)
     dom0_pin: list[int] | None = None
     hold: Hold | None = None
+    boot_id: str | None = None  # the host's boot the originals were recorded in
 
 
 def now_iso() -> str:

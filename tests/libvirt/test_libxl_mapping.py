@@ -8,6 +8,7 @@ There is no Xen here. The stand-in answers the calls the backend makes the way l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,6 +124,15 @@ def test_xen_host_info(scheduler: str) -> None:
     assert (info.scheduler, info.weight_range, info.cpus) == (scheduler, XEN_WEIGHT_RANGE, 2)
     assert info.supports_cap
     assert info.supports_dom0_pinning
+    # A local URI: the boot this dom0 kernel is in (originals from another boot are stale).
+    assert info.boot_id == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def test_a_remote_host_has_no_boot_id() -> None:
+    """Over ssh the local kernel's boot ID is not the host's: unknown, originals kept."""
+    backend = LibvirtBackend("xen+ssh://root@xen1/system", connect=False)
+    backend._conn = FakeXenConnection("credit")
+    assert backend.info().boot_id == ""
 
 
 def test_domain0_first_then_creation_order() -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from simulator.host import DOM0_UUID
+from simulator.scenario import report_scenario
 from xvrd.analysis import Assessment, Finding
 from xvrd.backends.base import Pinning
 from xvrd.backends.simulated import SimulatorBackend
@@ -381,3 +383,32 @@ def test_a_host_error_on_one_policy_action_does_not_fail_the_tick(
     assert daemon.ticks == 2
     assert daemon.connected
     assert weight(backend, "Domain-0") == 256
+
+
+def test_originals_from_before_a_host_reboot_are_forgotten(settings: Settings) -> None:
+    """xvrd's settings are live only: a host reboot put the originals back, and restoring a
+    previous boot's (dom0 pinned to CPUs numbered for that boot) would do harm. The manual
+    weight, the operator's intent, is applied again."""
+    scenario = report_scenario("receive", n_domus=2)
+    first = SimulatorBackend.from_scenario(scenario, speed=None)
+    crashed = Daemon(settings, first)
+    crashed.reconcile()
+    crashed.set_weight("dom1", 512)
+    crashed.actuator.set_weight(DOM0_UUID, "Domain-0", 2048, "test")
+    assert len(crashed.state.originals) == 2  # then the host reboots, xvrd never stopped
+
+    rebooted = SimulatorBackend.from_scenario(scenario, speed=None)
+    daemon = Daemon(settings, rebooted)
+    daemon.reconcile()
+    assert set(daemon.state.originals) == {rebooted.host.domain(1).uuid}  # the override's
+    assert weight(rebooted, "dom1") == 512
+    daemon.shutdown()
+    assert [weight(rebooted, n) for n in ("Domain-0", "dom1")] == [256, 256]
+
+    same_host = SimulatorBackend(rebooted.host, speed=None)
+    same_boot = Daemon(settings, same_host)  # a restart without a reboot keeps them
+    same_boot.set_weight("dom1", 768)
+    again = Daemon(settings, same_host)
+    again.reconcile()
+    assert set(again.state.originals) == {rebooted.host.domain(1).uuid}
+    assert again.state.originals[rebooted.host.domain(1).uuid].weight == 256

@@ -71,6 +71,9 @@ class HostInfo:
     weight_range: WeightRange
     supports_cap: bool
     supports_dom0_pinning: bool
+    # Changes with every boot of the host; "" when unknown. xvrd's settings are live only,
+    # so a reboot puts every original back by itself: originals from another boot are stale.
+    boot_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

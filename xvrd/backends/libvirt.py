@@ -299,6 +299,7 @@ class LibvirtBackend:
             weight_range=weight_range,
             supports_cap=supports_cap,
             supports_dom0_pinning=has_dom0,
+            boot_id=_local_boot_id(self.uri),
         )
         return self._info
 
@@ -564,3 +565,18 @@ def reconnect_with_backoff(
         backoff.reset()
         return True
     return False
+
+
+#: The running kernel's boot ID: xvrd runs in dom0, so for a local URI this is the host's.
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+
+
+def _local_boot_id(uri: str) -> str:
+    """The host's boot ID when ``uri`` names this machine (no host part), else "" (unknown:
+    originals are then kept across what may have been a reboot)."""
+    if urlsplit(uri).netloc:
+        return ""
+    try:
+        return BOOT_ID_PATH.read_text(encoding="ascii").strip()
+    except OSError:
+        return ""

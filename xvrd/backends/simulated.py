@@ -79,6 +79,7 @@ class SimulatorBackend:
             weight_range=XEN_WEIGHT_RANGE,
             supports_cap=True,
             supports_dom0_pinning=True,
+            boot_id=self.host.boot_id,
         )
 
     def list_domains(self) -> list[Domain]:
