@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -44,7 +44,7 @@ from xvrd.policy.base import (
     SetWeight,
     Verdict,
 )
-from xvrd.sampler import Observation, Sampler
+from xvrd.sampler import DomainRates, Observation, Sampler
 from xvrd.state import Hold, Override, StateError, StateStore, now_iso
 
 log = structlog.get_logger("xvrd.daemon")
@@ -189,18 +189,16 @@ class Daemon:
         CPUs is moved off them, dom0 is put back on them if something moved it. False if
         the host went away."""
         cpus = frozenset(self.state.dom0_pin or ())
-        rest = frozenset(range(self.host.cpus)) - cpus
         for d in obs.domains:
-            if d.is_dom0:
-                target = Pinning((cpus,) * d.vcpus)
-                if d.pinning == target:
-                    continue
-            elif any(c & cpus for c in d.pinning.vcpus):
-                target = Pinning((rest,) * d.vcpus)
-            else:
+            astray = (
+                d.pinning != Pinning((cpus,) * d.vcpus)
+                if d.is_dom0
+                else any(c & cpus for c in d.pinning.vcpus)
+            )
+            if not astray:
                 continue
             try:
-                self.actuator.set_pinning(d.uuid, d.name, target, "manual dom0 pinning")
+                self._apply_dom0_pin(cpus, [d])
             except DomainGone:
                 continue
             except BackendUnavailable as exc:
@@ -405,7 +403,9 @@ class Daemon:
 
         return self._guard(run)
 
-    def _apply_dom0_pin(self, cpus: frozenset[int], domains: list[Domain]) -> None:
+    def _apply_dom0_pin(
+        self, cpus: frozenset[int], domains: Sequence[Domain | DomainRates]
+    ) -> None:
         rest = frozenset(range(self.host.cpus)) - cpus
         for d in domains:
             target = cpus if d.is_dom0 else rest
