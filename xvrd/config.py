@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,7 +101,7 @@ class Settings(BaseSettings):
         return self.link_mbps * FRAME_BYTES_PER_WIRE_BYTE
 
 
-def _format(exc: ValidationError, source: Callable[[str], str]) -> str:
+def _format(exc: ValidationError, given: dict[str, Any], toml_path: Path | None) -> str:
     """One line: each bad key with where its value came from and what is accepted."""
     parts = []
     for err in exc.errors():
@@ -110,7 +109,8 @@ def _format(exc: ValidationError, source: Callable[[str], str]) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         got = err.get("input")
         shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        parts.append(f"{source(str(err['loc'][0]) if err['loc'] else '')}: {key}: {msg}{shown}")
+        source = _source_of(str(err["loc"][0]) if err["loc"] else "", given, toml_path)
+        parts.append(f"{source}: {key}: {msg}{shown}")
     return "; ".join(parts)
 
 
@@ -188,7 +188,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         loaded = _FromFile(**given)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, lambda k: _source_of(k, given, toml_path))) from None
+        raise ConfigError(_format(exc, given, toml_path)) from None
     settings = Settings.model_construct(**loaded.model_dump())
     if settings.backend == "simulator" and settings.scenario is None:
         raise ConfigError("scenario: required when backend = 'simulator' (a scenario file)")
