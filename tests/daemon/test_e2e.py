@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 
+from .conftest import SCENARIOS, simulator_config
+
 XVRD = [sys.executable, "-m", "xvrd.cli"]
-SCENARIO = Path(__file__).resolve().parents[2] / "simulator" / "scenarios" / "receive-4.toml"
+SCENARIO = SCENARIOS / "receive-4.toml"
 
 
 class RunningDaemon:
@@ -31,13 +33,12 @@ class RunningDaemon:
         self.base = base
         self.sock = base / "xvrd.sock"
         self.state_dir = base / "state"
-        self.config = base / "xvrd.toml"
         self.log = base / "daemon.log"
-        self.config.write_text(
-            f'interval_s = 0.3\nstate_dir = "{self.state_dir}"\nbackend = "simulator"\n'
-            f'scenario = "{scenario}"\nsocket_path = "{self.sock}"\n'
-            f'policy = "{policy}"\n'  # noop: nothing changes the host but what a test asks
-        )
+        # policy noop: nothing changes the host but what a test asks.
+        self.config = simulator_config(
+            base / "xvrd.toml", self.state_dir, self.sock,
+            interval_s=0.3, scenario=scenario, policy=policy,
+        )  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

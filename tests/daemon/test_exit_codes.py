@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .conftest import simulator_config
+
 XVRD = [sys.executable, "-m", "xvrd.cli"]
 
 
@@ -68,13 +70,7 @@ def test_unknown_group(tmp_path: Path) -> None:
 
 
 def _simulated(tmp_path: Path, state_dir: Path) -> Path:
-    scenario = Path(__file__).resolve().parents[2] / "simulator" / "scenarios" / "receive-2.toml"
-    config = tmp_path / "x.toml"
-    config.write_text(
-        f'state_dir = "{state_dir}"\nsocket_path = "{tmp_path / "s.sock"}"\n'
-        f'backend = "simulator"\nscenario = "{scenario}"\n'
-    )
-    return config
+    return simulator_config(tmp_path / "x.toml", state_dir, tmp_path / "s.sock")
 
 
 def test_state_file_that_is_not_text(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from xvrd.notify import TickWatchdog, notify, watchdog_interval_s
 
-SCENARIO = Path(__file__).resolve().parents[2] / "simulator" / "scenarios" / "receive-4.toml"
+from .conftest import simulator_config
 
 
 def test_sends_datagram_to_path_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,12 +77,10 @@ def test_watchdog_stops_while_a_tick_hangs() -> None:
 
 def test_daemon_pets_watchdog_with_interval_longer_than_it(tmp_path: Path) -> None:
     """Under WatchdogSec=1 with a 60 s tick, `xvrd run` still sends WATCHDOG=1 twice a second."""
-    config = tmp_path / "xvrd.toml"
-    config.write_text(
-        f'interval_s = 60\nstate_dir = "{tmp_path / "state"}"\nbackend = "simulator"\n'
-        f'scenario = "{SCENARIO}"\nsocket_path = "{tmp_path / "xvrd.sock"}"\n'
-        'policy = "noop"\n'
-    )
+    config = simulator_config(
+        tmp_path / "xvrd.toml", tmp_path / "state", tmp_path / "xvrd.sock",
+        interval_s=60, policy="noop",
+    )  # fmt: skip
     notify_path = tmp_path / "notify"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as rx:
         rx.bind(str(notify_path))

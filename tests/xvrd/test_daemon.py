@@ -50,6 +50,12 @@ def ticks(daemon: Daemon, backend: SimulatorBackend, n: int) -> None:
         daemon.tick()
 
 
+def make_state_unwritable(settings: Settings) -> None:
+    """A file where the state directory was: even root cannot write through that."""
+    settings.state_dir.rename(settings.state_dir.with_name("moved-aside"))
+    settings.state_dir.write_text("not a directory")
+
+
 def weight(backend: SimulatorBackend, name: str) -> int:
     return next(d.weight for d in backend.host.domains() if d.name == name)
 
@@ -315,9 +321,7 @@ def test_a_state_write_failure_is_reported_and_errs_on_the_held_side(
     resume is refused (a restart would undo it), and set-weight names the failure."""
     daemon = Daemon(settings, backend)
     daemon.reconcile()
-    # A file where the state directory was (even root cannot write through that).
-    settings.state_dir.rename(settings.state_dir.with_name("moved-aside"))
-    settings.state_dir.write_text("not a directory")
+    make_state_unwritable(settings)
     with pytest.raises(ControlError, match="held until the daemon stops, but not saved"):
         daemon.hold("disk trouble")
     assert daemon.status()["hold"]["held"]
@@ -361,8 +365,7 @@ def test_no_change_is_made_without_its_original_on_disk(
 ) -> None:
     daemon = Daemon(settings, backend)
     daemon.reconcile()
-    settings.state_dir.rename(settings.state_dir.with_name("moved-aside"))
-    settings.state_dir.write_text("not a directory")
+    make_state_unwritable(settings)
     dom1 = next(d for d in backend.list_domains() if d.name == "dom1")
     with pytest.raises(StateError):
         daemon.actuator.set_weight(dom1.uuid, "dom1", 1024, "test")
