@@ -20,6 +20,7 @@ from xvrd.backends.simulated import SimulatorBackend
 from xvrd.commands.run import make_policy
 from xvrd.config import Settings
 from xvrd.daemon import Daemon
+from xvrd.logs import configure_logging
 
 
 class Snapshot:
@@ -106,6 +107,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=50)
     args = parser.parse_args()
+    # Findings and changes are logged when they happen, not per tick; printed here they
+    # would time the terminal and bury the figures.
+    configure_logging("json", "error")
     print(f"{'domains':>8} {'daemon CPU ms / tick':>21}")
     for n in (8, 64, 256):
         print(f"{n:>8} {per_tick_ms(n, args.ticks):21.3f}")
