@@ -8,6 +8,8 @@ from dataclasses import replace
 from xvrd.analysis import assess
 from xvrd.backends.base import XEN_WEIGHT_RANGE, Pinning
 from xvrd.policy.adaptive import (
+    COOLDOWN,
+    GIVE_BACK_AFTER,
     MEASURE,
     RESIDUAL_MEASURE,
     RESIDUAL_WINDOW,
@@ -345,3 +347,36 @@ def test_a_verdict_compares_like_with_like_and_says_what_was_not_put_back() -> N
     assert not verdict.kept
     assert verdict.not_undone == ("Domain-0",)
     assert ": put back except Domain-0 (manual), fair throughput " in verdict.summary()
+
+
+def pinned_observation(rates: tuple[float, ...]) -> Observation:
+    """dom0 pinned to pCPU 0 and the domUs kept on pCPU 1, nearly all the CPU in use."""
+    obs = observation(domus_cpu_pct=48.0, rates=rates)
+    own, rest = Pinning((frozenset({0}),)), Pinning((frozenset({1}),))
+    return replace(obs, domains=tuple(
+        replace(d, pinning=own if d.is_dom0 else rest) for d in obs.domains
+    ))  # fmt: skip
+
+
+def test_a_give_back_that_hurt_waits_twice_the_cooldown() -> None:
+    """A failed give-back is two changes made while nothing was wrong: the next one waits
+    twice the cooldown, so steady state stays within one change per COOLDOWN ticks."""
+    policy = AdaptivePolicy()
+    good = pinned_observation(RATES)
+    worse = pinned_observation(tuple(r * 0.8 for r in RATES))
+    state = replace(AdaptiveState(), accepted=900.0, kept="pin")
+    trials: list[int] = []
+    in_trial = 0
+    for tick in range(GIVE_BACK_AFTER + 4 * COOLDOWN):
+        obs = worse if in_trial else good
+        decision = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state)
+        state = decision.state
+        if any(a.reason == "give CPU back: unpin dom0" for a in decision.actions):
+            trials.append(tick)
+            in_trial = SETTLE + MEASURE
+        elif in_trial:
+            in_trial -= 1
+            if not in_trial:
+                assert [a.reason for a in decision.actions][:1] == ["unpinning hurt"]
+    assert len(trials) == 2, trials
+    assert trials[1] - trials[0] >= 2 * COOLDOWN

@@ -15,7 +15,8 @@ shared fairly. It changes one thing at a time and judges it:
 2. *Feedback.* After a change the policy lets the host settle one tick, measures the
    objective over two more, and keeps the change only if the objective rose by at least
    ``GAIN`` (lowering: did not fall by more than ``LOSS``); otherwise it puts the old value
-   back and waits ``COOLDOWN`` ticks (doubling after each failure) before trying again.
+   back and waits ``COOLDOWN`` ticks (doubling after each failure) before trying again;
+   ``GIVE_BACK_COOLDOWN`` after a give-back that hurt.
    While findings persist after a kept change, the next step doubles the weight.
 3. *Pinning.* When dom0's weight is already high and findings persist with CPU to spare,
    dom0 is pinned to pCPU 0 and the domUs kept off it, judged the same way. Also when a
@@ -80,6 +81,10 @@ SETTLE = 1
 MEASURE = 2
 #: Ticks to wait after a change that did not help; doubles after each failure.
 COOLDOWN = 50
+#: The same after a give-back that hurt. Nothing is wrong meanwhile, and a failed give-back
+#: is two changes (the trial and its undo), so it waits twice as long: steady state then
+#: stays within one change per ``COOLDOWN`` ticks.
+GIVE_BACK_COOLDOWN = 2 * COOLDOWN
 #: Ticks without findings before giving CPU back.
 GIVE_BACK_AFTER = 15
 #: dom0's weight from which pinning is tried when findings persist.
@@ -462,14 +467,14 @@ class AdaptivePolicy:
                 ),
             )
         failures = st.failures + 1
-        wait = COOLDOWN * 2 ** (failures - 1)
+        give_back = trial.purpose in ("lower", "unpin")
         state = replace(
             st,
             trial=None,
             failures=failures,
-            cooldown=wait if trial.purpose in ("raise", "pin") else st.cooldown,
-            give_back_cooldown=wait
-            if trial.purpose in ("lower", "unpin")
+            cooldown=st.cooldown if give_back else COOLDOWN * 2 ** (failures - 1),
+            give_back_cooldown=GIVE_BACK_COOLDOWN * 2 ** (failures - 1)
+            if give_back
             else st.give_back_cooldown,
             recent=(),
             fairness=(),
