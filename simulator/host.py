@@ -74,7 +74,13 @@ class SimulatedHost:
         self.sched = CreditScheduler(self.engine, host.pcpus)
         self.engine.after_event = self.sched.flush
         self.nics = [Nic(i, host.link_mbps * 1e6) for i in range(host.nics)]
-        self.netback = Dom0Netback(self.engine, self.nics, self._remote_receive, self._drop)
+        self.netback = Dom0Netback(
+            self.engine,
+            self.nics,
+            self._remote_receive,
+            self._drop,
+            nested_events=host.dom0_kernel == "2.6.16-xen",
+        )
         self.remote = Remote(self.engine, self.netback, self.rng)
         self._live: dict[int, _Live] = {}
         self._delivered_at_stop: dict[int, int] = {}

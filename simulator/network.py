@@ -17,9 +17,12 @@ from simulator.tcp import ACK, ACK_WIRE_BYTES, DATA_WIRE_BYTES, Chunk
 
 #: Slots of a netfront/netback ring with 4 KiB pages (NET_RX_RING_SIZE, NET_TX_RING_SIZE).
 VIF_RING_SLOTS = 256
-#: Packets netback queues for a domU whose rx ring is full before dropping (the vif's
-#: tx_queue_len in Linux 2.6.18-xen netback).
+#: Packets a vif's qdisc holds while netback has stopped its queue for lack of posted
+#: receive buffers, before dropping (the vif's tx_queue_len in Linux 2.6.18-xen netback).
 VIF_QUEUE_PACKETS = 32
+#: Receive buffers netfront keeps posted on its rx ring, refilled at the end of each poll
+#: (RX_DFL_MIN_TARGET in Linux 2.6.18-xen netfront): the most a domU can take in one go.
+NETFRONT_RX_TARGET = 64
 #: What a domU's stack queues behind a full tx ring (its device's txqueuelen) before dropping.
 DOMU_TXQUEUE_PACKETS = 1000
 #: Receive descriptors of the tg3 NIC (TG3_DEF_RX_RING_PENDING).
@@ -112,19 +115,47 @@ class VifTally:
 
 
 class Vif:
-    """A domU's split-driver interface: two rings, an event channel port, counters."""
+    """A domU's split-driver interface: two rings, an event channel port, counters, and
+    the state netback and netfront share through the rings (posted buffers, event flags)."""
 
-    __slots__ = ("attached", "counters", "domid", "name", "port", "rx", "tx", "wake_domu")
+    __slots__ = (
+        "attached",
+        "counters",
+        "domid",
+        "name",
+        "port",
+        "posted",
+        "qdisc",
+        "rx",
+        "rx_event",
+        "scheduled",
+        "stopped",
+        "tx",
+        "tx_event",
+        "wake_domu",
+        "wake_on_tx_done",
+    )
 
     def __init__(self, domid: int, index: int, port: int, wake_domu: Callable[[], None]) -> None:
         self.domid = domid
         self.name = f"vif{domid}.{index}"
         self.port = port
-        self.rx = Ring(VIF_RING_SLOTS + VIF_QUEUE_PACKETS)
+        self.rx = Ring(VIF_RING_SLOTS)
         self.tx = Ring(VIF_RING_SLOTS + DOMU_TXQUEUE_PACKETS)
         self.counters = VifTally()
         self.wake_domu = wake_domu
         self.attached = False
+        # Receive buffers posted and not yet filled; netback stops the queue when few remain.
+        self.posted = NETFRONT_RX_TARGET
+        self.stopped = False
+        self.qdisc = Ring(VIF_QUEUE_PACKETS)
+        # The vif's event-channel port is pending for dom0: buffers posted for a stopped
+        # queue (rx_event), requests queued while off net_schedule_list (tx_event).
+        self.rx_event = False
+        self.tx_event = False
+        self.scheduled = False  # on netback's net_schedule_list
+        # Whether a transmit completion wakes the domU (its transmit waits for ring space).
+        self.wake_on_tx_done = False
 
 
 class WireArrival:
@@ -146,6 +177,7 @@ class Nic:
         "irq_armed",
         "irq_pending",
         "ns_per_byte",
+        "port_pending",
         "rx",
         "rx_drops",
         "tx_free_at",
@@ -162,7 +194,8 @@ class Nic:
         self.rx_drops = 0
         self.tx_free_at = 0
         self.irq_armed = True
-        self.irq_pending = False
+        self.irq_pending = False  # NAPI poll scheduled
+        self.port_pending = False  # interrupt raised, its handler not yet run in dom0
 
     def gap_ns(self, kind: int) -> int:
         return int(wire_bytes(kind) * self.ns_per_byte)

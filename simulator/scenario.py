@@ -37,6 +37,13 @@ class HostSpec(_Strict):
     dom0_cap: int = Field(0, ge=0, description="% of one CPU, 0 = no cap")
     dom0_vcpus: int = Field(1, ge=1, le=64)
     dom0_pinning: list[int] | None = Field(None, description="pCPUs dom0's vCPUs may run on")
+    dom0_kernel: Literal["2.6.18-xen", "2.6.16-xen"] = Field(
+        "2.6.18-xen",
+        description=(
+            "dom0's Linux: 2.6.18-xen (Xen 3.1.0) handles one event port per upcall; "
+            "2.6.16-xen (Xen 3.0.4) lets an event during softirqs enter a nested upcall"
+        ),
+    )
 
 
 class WorkloadSpec(_Strict):
@@ -178,6 +185,8 @@ def report_scenario(
                 "pcpus": pcpus,
                 "nics": 2 if workload == "forward" else 1,
                 "dom0_weight": dom0_weight,
+                # The report measured forwarding on Xen 3.0.4, send and receive on 3.1.0.
+                "dom0_kernel": "2.6.16-xen" if workload == "forward" else "2.6.18-xen",
             },
             "domains": [
                 {

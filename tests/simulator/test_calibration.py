@@ -10,6 +10,16 @@ import pytest
 
 from simulator.calibration import Check, checks, default_runner
 
+#: Checks the simulated host misses, with the figures at seed 0 (`xvrd simulate calibrate`);
+#: docs/forwarding-model.md says why. Each is a strict xfail below: closing one fails it.
+KNOWN_GAPS = (
+    # 923 Mb/s against 829..916: the simulated receive reaches line rate at every N, the
+    # testbed's fell from 900 to 873 as domUs were added.
+    ("receive N=8 dom0=256", "aggregate_mbps"),
+    # 329 Mb/s against 339..415 (seeds 1 to 3: 354, 336, 338).
+    ("forward N=8 dom0=256", "aggregate_mbps"),
+)
+
 
 @pytest.fixture(scope="module")
 def results() -> list[Check]:
@@ -22,6 +32,7 @@ def _failures(results: list[Check], workload: str, metrics: set[str] | None = No
         for c in results
         if c.cell.startswith(workload)
         and c.ok is False
+        and (c.cell, c.metric) not in KNOWN_GAPS
         and (metrics is None or c.metric in metrics)
     ]
 
@@ -51,14 +62,27 @@ def test_forward_keeps_cpu_idle_and_dom0_busy_as_measured(results: list[Check]) 
     assert not _failures(results, "forward", {"dom0_cpu_pct", "idle_pct"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known gap: forwarding does not collapse enough beyond N = 2 (about 540 Mb/s at "
-        "N = 4 and 8 against the report's 445 and 377); dom0's creation-order service "
-        "starves the later routers instead of sharing the loss"
-    ),
-)
 def test_forward_collapses_with_n(results: list[Check]) -> None:
     """Aggregate within 10 % of 660, 604, 445, 377 Mb/s for N = 1, 2, 4, 8, falling with N."""
     assert not _failures(results, "forward", {"aggregate_mbps", "falls_with_n"})
+
+
+def test_forward_collapse_is_shared_fairly(results: list[Check]) -> None:
+    """The testbed's routers lost throughput together (Jain 1.00 at every N): no router is
+    starved, which is what tells the collapse apart from receive's unfairness."""
+    jains = {
+        c.cell: c.simulated for c in results if c.cell.startswith("forward") and c.metric == "jain"
+    }
+    assert len(jains) == 4
+    assert all(j >= 0.98 for j in jains.values()), jains
+
+
+@pytest.mark.parametrize(
+    "gap",
+    [pytest.param(g, marks=pytest.mark.xfail(strict=True, reason="known gap")) for g in KNOWN_GAPS],
+    ids=lambda g: f"{g[0]} {g[1]}",
+)
+def test_known_gap(results: list[Check], gap: tuple[str, str]) -> None:
+    """Still out of tolerance; when this passes, the gap has closed: drop it from the list."""
+    check = next(c for c in results if (c.cell, c.metric) == gap)
+    assert check.ok, f"{check.simulated:.1f} against {check.reference} {check.tolerance}"

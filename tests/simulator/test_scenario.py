@@ -9,9 +9,8 @@ import pytest
 
 from simulator.scenario import ScenarioError, load_scenario, parse_scenario, report_scenario
 
-SCENARIOS = sorted(
-    Path(str(resources.files("simulator").joinpath("scenarios"))).glob("*.toml"),
-)
+SCENARIO_DIR = Path(str(resources.files("simulator").joinpath("scenarios")))
+SCENARIOS = sorted(SCENARIO_DIR.glob("*.toml"))
 
 
 def test_the_report_experiments_and_the_extras_are_shipped() -> None:
@@ -40,6 +39,7 @@ def test_shipped_scenario_is_valid(path: Path) -> None:
         ({"phases": [{"at_s": 1, "action": "stop", "domain": "x"}]}, "unknown domain 'x'"),
         ({"hosts": {}}, "hosts: Extra inputs are not permitted"),
         ({"warmup_s": float("inf")}, "warmup_s: Input should be less than or equal to 86400"),
+        ({"host": {"dom0_kernel": "2.6.32"}}, "host.dom0_kernel: Input should be '2.6.18-xen'"),
     ],
 )
 def test_bad_scenario_names_the_field(data: dict[str, object], message: str) -> None:
@@ -62,3 +62,16 @@ def test_report_scenario_names_domains_in_creation_order() -> None:
     assert report_scenario("receive", n_domus=3).domain_names() == ["dom1", "dom2", "dom3"]
     assert report_scenario("send", n_domus=1).domain_names() == ["dom1"]
     assert report_scenario("forward", n_domus=2).host.nics == 2
+
+
+def test_report_scenarios_run_the_kernel_of_the_testbed_that_measured_them() -> None:
+    """The report measured forwarding on Xen 3.0.4, send and receive on Xen 3.1.0; the
+    shipped files say the same."""
+    for wl, kernel in (
+        ("send", "2.6.18-xen"),
+        ("receive", "2.6.18-xen"),
+        ("forward", "2.6.16-xen"),
+    ):
+        assert report_scenario(wl, n_domus=2).host.dom0_kernel == kernel
+        for n in (1, 2, 4, 8):
+            assert load_scenario(SCENARIO_DIR / f"{wl}-{n}.toml").host.dom0_kernel == kernel
