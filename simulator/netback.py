@@ -164,8 +164,8 @@ class Dom0Netback:
     def plan(self, vcpu: VCpu, now: int) -> Unit | None:
         """The next unit of dom0's work. A handler with no effect of its own (a NIC's
         interrupt, a vif's port with only tx requests) is a few microseconds: it is charged
-        to the unit that follows instead of being scheduled alone, which halves the events
-        dom0 costs the simulation and moves nothing by more than those microseconds."""
+        to the unit that follows instead of being scheduled alone, which saves a third of
+        dom0's units and moves nothing by more than those microseconds."""
         charged = 0
         unit = self._next_unit(now)
         while unit is not None and unit.commit is _nothing:

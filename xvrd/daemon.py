@@ -213,6 +213,7 @@ class Daemon:
             dom0_pin_manual=bool(self.state.dom0_pin),
             held=self.state.hold is not None,
             mode=self.settings.mode,
+            original_weights={u: o.weight for u, o in self.state.originals.items()},
         )
 
     def _note_findings(self, findings: tuple[Finding, ...]) -> None:

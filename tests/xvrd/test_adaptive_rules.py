@@ -17,7 +17,7 @@ from xvrd.policy.adaptive import (
     AdaptivePolicy,
     AdaptiveState,
 )
-from xvrd.policy.base import Decision, PolicyContext, SetPinning
+from xvrd.policy.base import Decision, PolicyContext, SetPinning, SetWeight
 from xvrd.sampler import DomainRates, Observation
 
 EVERYWHERE = Pinning((frozenset({0, 1}),))
@@ -380,3 +380,31 @@ def test_a_give_back_that_hurt_waits_twice_the_cooldown() -> None:
                 assert [a.reason for a in decision.actions][:1] == ["unpinning hurt"]
     assert len(trials) == 2, trials
     assert trials[1] - trials[0] >= 2 * COOLDOWN
+
+
+def _weights_set_for_dom1(context: PolicyContext, ticks: int = 20) -> list[int]:
+    """dom1 at 512 where the state file says xvrd found it at 256."""
+    obs = observation(domus_cpu_pct=40.0)
+    obs = replace(obs, domains=tuple(
+        replace(d, weight=512) if d.name == "dom1" else d for d in obs.domains
+    ))  # fmt: skip
+    policy = AdaptivePolicy()
+    state = None
+    weights = []
+    for _ in range(ticks):
+        decision = policy.decide(obs, assess(obs, 984.0, 0.5), context, state)
+        state = decision.state
+        weights += [
+            a.weight for a in decision.actions if isinstance(a, SetWeight) and a.name == "dom1"
+        ]
+    return weights
+
+
+def test_a_raise_found_above_the_recorded_original_is_given_back() -> None:
+    """A restart after a crash: the policy's memory of its raises is gone, the originals
+    are not."""
+    recorded = replace(CONTEXT, original_weights={"uuid-01": 256})
+    assert _weights_set_for_dom1(recorded)[:1] == [256]
+    assert _weights_set_for_dom1(CONTEXT) == []  # nothing recorded: not xvrd's raise
+    manual = replace(recorded, manual=frozenset({"uuid-01"}))
+    assert _weights_set_for_dom1(manual) == []  # the operator's weight

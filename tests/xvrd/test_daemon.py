@@ -16,6 +16,7 @@ from xvrd.backends.simulated import SimulatorBackend
 from xvrd.config import Settings
 from xvrd.control.api import DOMAIN_FIELDS, STATUS_FIELDS, ControlError
 from xvrd.daemon import Daemon
+from xvrd.policy.adaptive import AdaptivePolicy
 from xvrd.policy.base import Decision, PolicyContext, SetWeight
 from xvrd.sampler import Observation
 from xvrd.state import StateError
@@ -415,3 +416,23 @@ def test_originals_from_before_a_host_reboot_are_forgotten(settings: Settings) -
     again.reconcile()
     assert set(again.state.originals) == {rebooted.host.domain(1).uuid}
     assert again.state.originals[rebooted.host.domain(1).uuid].weight == 256
+
+
+def test_a_domu_raise_left_by_a_crashed_run_is_given_back(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """The adaptive policy keeps its record of the domUs it raised in memory; the state
+    file's originals are what a restart has, and enough to give the raise back."""
+    crashed = Daemon(settings, backend, AdaptivePolicy())
+    crashed.reconcile()
+    uuid = next(d.uuid for d in backend.host.domains() if d.name == "dom3")
+    crashed.actuator.set_weight(uuid, "dom3", 512, "crowded out: the crashed run's raise")
+    again = Daemon(settings, backend, AdaptivePolicy())  # its memory of the raise is gone
+    again.reconcile()
+    assert weight(backend, "dom3") == 512
+    ticks(again, backend, 20)
+    assert weight(backend, "dom3") == 256
+    gave_back = [
+        a for a in again.status()["actions"] if a["domain"] == "dom3" and a["setting"] == "weight"
+    ]
+    assert gave_back[-1]["reason"].startswith("give CPU back")

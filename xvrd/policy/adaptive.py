@@ -243,6 +243,22 @@ def regime(seen: tuple[tuple[str, int, int], ...]) -> tuple[int, int, int]:
     return (counts[0], counts[1], counts[2])
 
 
+def _raises_left_behind(
+    obs: Observation, context: PolicyContext
+) -> tuple[tuple[str, int, int], ...]:
+    """domUs whose weight is above the one recorded before xvrd changed it, found when the
+    policy starts: an earlier run raised them and stopped without a clean restore (a
+    crash), taking its record of the raises with it. They are treated as the policy's own
+    raises, so they are given back when nothing competes with them any more."""
+    return tuple(
+        (d.uuid, context.original_weights[d.uuid], d.weight)
+        for d in sorted(obs.domus(), key=lambda d: d.uuid)
+        if d.uuid in context.original_weights
+        and d.uuid not in context.manual
+        and d.weight > context.original_weights[d.uuid]
+    )
+
+
 class AdaptivePolicy:
     """Closed-loop tuning of dom0's weight and pinning and crowded-out domUs' weights; see
     the module docstring."""
@@ -256,7 +272,11 @@ class AdaptivePolicy:
         context: PolicyContext,
         state: Any,
     ) -> Decision:
-        st: AdaptiveState = state if isinstance(state, AdaptiveState) else AdaptiveState()
+        st: AdaptiveState = (
+            state
+            if isinstance(state, AdaptiveState)
+            else AdaptiveState(boosted=_raises_left_behind(observation, context))
+        )
         weights = {d.uuid: d.weight for d in observation.domus()}
         # A boost is forgotten once its domU is gone, has a manual weight, or someone else
         # set its weight (a trial in flight changes it on purpose).

@@ -10,7 +10,8 @@ actuator (and logged as such), whatever a policy returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from xvrd.analysis import Assessment, Finding
@@ -50,6 +51,9 @@ class PolicyContext:
     dom0_pin_manual: bool = False
     held: bool = False
     mode: str = "auto"  # "advise": decide and report, change nothing
+    # Weights before xvrd changed them (UUID -> weight), from the state file: what survives
+    # a crash of the daemon, unlike the policy's own memory.
+    original_weights: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
