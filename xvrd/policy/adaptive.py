@@ -21,7 +21,8 @@ shared fairly. It changes one thing at a time and judges it:
 3. *Pinning.* When dom0's weight is already high and findings persist with CPU to spare,
    dom0 is pinned to pCPU 0 and the domUs kept off it, judged the same way. Also when a
    kept raise cured the starvation but sharing stays short of fair (mean Jain under
-   ``JAIN_FAIR`` over ``RESIDUAL_WINDOW`` ticks) with dom0 still busy and the domUs' CPU
+   ``JAIN_FAIR`` over ``RESIDUAL_WINDOW`` ticks) or the link short of full (mean
+   efficiency under ``EFFICIENCY_FULL``) with dom0 still busy and the domUs' CPU
    fitting on the other pCPUs: the domUs' wake-ups on dom0's pCPU still delay it, and
    alone there nothing does. That small gain is measured over more ticks.
 4. *Giving CPU back.* When the findings have been gone for ``GIVE_BACK_AFTER`` ticks, dom0's
@@ -100,6 +101,8 @@ REGIME_MEMORY = 60
 #: which it is not yet fair (the issue's target at N = 8 is 0.99).
 RESIDUAL_WINDOW = 5
 JAIN_FAIR = 0.99
+#: ... and the mean efficiency below which the link is not yet full.
+EFFICIENCY_FULL = 0.98
 #: A pin trial for that residual is measured longer (the gain is small next to one tick's
 #: noise) and kept on a smaller gain.
 RESIDUAL_MEASURE = 5
@@ -699,7 +702,8 @@ class AdaptivePolicy:
     def _residual_pin_trial(
         self, obs: Observation, assessment: Assessment, st: AdaptiveState, load: Dom0Load
     ) -> tuple[tuple[Action, ...], Trial] | None:
-        """Pin dom0 when a raised weight cured the starvation but not all the unfairness.
+        """Pin dom0 when a raised weight cured the starvation but not all the unfairness,
+        or left the link short of full.
 
         dom0 still needs a whole vCPU and shares the pCPUs with the domUs it serves, so each
         domU wake-up can still delay it; on its own pCPU nothing does. Tried only when dom0
@@ -714,18 +718,24 @@ class AdaptivePolicy:
         ):
             return None
         aggregate, jain, baseline = means(st.fairness)
+        # The link's capacity as the assessment measures efficiency against it.
+        link_mbps = (
+            assessment.aggregate_mbps / assessment.efficiency if assessment.efficiency else 0
+        )
+        efficiency = aggregate / link_mbps if link_mbps else 1.0
         domus_pct = sum(d.cpu_pct or 0.0 for d in obs.domus())
         room_pct = 100.0 * (obs.host_cpus - 1) / obs.host_cpus
         one_pcpu_pct = 100.0 / obs.host_cpus
         if (
-            jain >= JAIN_FAIR
+            (jain >= JAIN_FAIR and efficiency >= EFFICIENCY_FULL)
             or domus_pct > PIN_HEADROOM * room_pct
             or load.cpu_pct > DOM0_FITS * one_pcpu_pct
         ):
             return None
         evidence = (
-            f"Jain {jain:.3f} over {len(st.fairness)} ticks after dom0's raise, dom0 busy at "
-            f"{load.cpu_pct:.0f} %, domUs' {domus_pct:.0f} % fits beside it"
+            f"Jain {jain:.3f}, efficiency {efficiency:.3f} over {len(st.fairness)} ticks after "
+            f"dom0's raise, dom0 busy at {load.cpu_pct:.0f} %, domUs' {domus_pct:.0f} % fits "
+            "beside it"
         )
         change, trial = self._pin_trial(obs, baseline, evidence)
         return change, replace(
