@@ -11,6 +11,8 @@ from xvrd.policy.adaptive import (
     COOLDOWN,
     GIVE_BACK_AFTER,
     MEASURE,
+    PERSIST,
+    RESIDUAL_GAIN,
     RESIDUAL_MEASURE,
     RESIDUAL_WINDOW,
     SETTLE,
@@ -417,3 +419,47 @@ def test_a_raise_found_above_the_recorded_original_is_given_back() -> None:
     assert _weights_set_for_dom1(CONTEXT) == []  # nothing recorded: not xvrd's raise
     manual = replace(recorded, manual=frozenset({"uuid-01"}))
     assert _weights_set_for_dom1(manual) == []  # the operator's weight
+
+
+def _with_dom0_weight(obs: Observation, weight: int) -> Observation:
+    return replace(obs, domains=tuple(
+        replace(d, weight=weight) if d.is_dom0 else d for d in obs.domains
+    ))  # fmt: skip
+
+
+def _run(policy: AdaptivePolicy, feed: list[Observation]) -> list[Decision]:
+    state = None
+    decisions = []
+    for obs in feed:
+        decision = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state)
+        state = decision.state
+        decisions.append(decision)
+    return decisions
+
+
+def test_a_trial_during_which_quiet_domus_start_moving_traffic_ends_unjudged() -> None:
+    """Flows starting in domUs that had moved nothing make the trial's baseline other
+    traffic: the change stays, as when domains come or go, instead of being blamed."""
+    starting = observation(domus_cpu_pct=20.0, rates=(500.0, 300.0, 60.0) + (0.0,) * 5)
+    everyone = observation(domus_cpu_pct=20.0, rates=(50.0,) * 8)
+    fewer = observation(domus_cpu_pct=20.0, rates=(300.0, 200.0, 40.0) + (0.0,) * 5)
+    for later, put_back in ((everyone, False), (fewer, True)):
+        decisions = _run(AdaptivePolicy(), [starting] * PERSIST + [later] * (SETTLE + MEASURE + 1))
+        reasons = [a.reason for d in decisions for a in d.actions]
+        assert reasons[0].startswith("Jain 0.72")
+        assert any(r.startswith("raise did not help") for r in reasons) is put_back
+
+
+def test_a_raise_that_did_not_help_is_followed_by_a_pin_trial_without_waiting() -> None:
+    """Weights alone do not cure this collapse: the pin comes next, judged like the
+    residual pin, instead of after the raise's 50-tick cooldown."""
+    collapsed = _with_dom0_weight(observation(domus_cpu_pct=20.0, rates=(60.0,) * 8), 256)
+    policy = AdaptivePolicy()
+    decisions = _run(policy, [collapsed] * (PERSIST + SETTLE + MEASURE + PERSIST + 2))
+    reasons = [a.reason for d in decisions for a in d.actions if a.name == "Domain-0"]
+    assert reasons[0].startswith("aggregate 480 Mb/s")  # the raise
+    assert reasons[1].startswith("raise did not help")
+    assert reasons[2].startswith("pin dom0 to pCPU 0: aggregate 480 Mb/s")
+    trial = decisions[-1].state.trial
+    assert trial is not None
+    assert (trial.measure, trial.gain) == (RESIDUAL_MEASURE, RESIDUAL_GAIN)

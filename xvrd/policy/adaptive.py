@@ -18,8 +18,9 @@ shared fairly. It changes one thing at a time and judges it:
    back and waits ``COOLDOWN`` ticks (doubling after each failure) before trying again;
    ``GIVE_BACK_COOLDOWN`` after a give-back that hurt.
    While findings persist after a kept change, the next step doubles the weight.
-3. *Pinning.* When dom0's weight is already high and findings persist with CPU to spare,
-   dom0 is pinned to pCPU 0 and the domUs kept off it, judged the same way. Also when a
+3. *Pinning.* When dom0's weight is already high, or a raise did not help, and findings
+   persist with CPU to spare, dom0 is pinned to pCPU 0 and the domUs kept off it (after a
+   raise that did not help: at once, measured as the residual pin below). Also when a
    kept raise cured the starvation but sharing stays short of fair (mean Jain under
    ``JAIN_FAIR`` over ``RESIDUAL_WINDOW`` ticks) or the link short of full (mean
    efficiency under ``EFFICIENCY_FULL``) with dom0 still busy and the domUs' CPU
@@ -37,8 +38,9 @@ shared fairly. It changes one thing at a time and judges it:
 
 A change is judged over the domUs that moved traffic when it began, those it silenced at
 zero; a domU whose own traffic ends during a trial counts against it too, which errs towards
-putting a change back. A change being judged when domains come or go stays unjudged (its
-baseline was other traffic), and a hold forgets what was measured before it.
+putting a change back. A change being judged when domains come or go, or when domUs that
+had moved nothing start moving traffic, stays unjudged (its baseline was other traffic),
+and a hold forgets what was measured before it.
 
 It never proposes a weight outside the scheduler's range, never touches a domain with a
 manual weight or a manual dom0 pinning, and does nothing but report while held or in advise
@@ -134,6 +136,9 @@ class Trial:
     gain: float = GAIN
     # domUs that moved traffic when it began: judged with those it silences counted at zero
     judged_over: frozenset[str] = frozenset()
+    # domUs that had moved no traffic for REGIME_MEMORY ticks when it began: their flows
+    # starting during the trial make its baseline other traffic
+    quiet: frozenset[str] = frozenset()
     change: str = ""  # what was changed, for the verdict
     # aggregate and Jain it is compared with: the tick it began, or its baseline's window
     before: tuple[float, float] | None = None
@@ -153,6 +158,7 @@ class AdaptiveState:
     clear: int = 0  # consecutive ticks without
     cooldown: int = 0
     failures: int = 0
+    failed: str = ""  # purpose of the last change put back since one was kept
     give_back_cooldown: int = 0
     recent: tuple[Tick, ...] = ()  # the last ticks
     fairness: tuple[Tick, ...] = ()  # the ticks since the last change, at most RESIDUAL_WINDOW
@@ -325,14 +331,16 @@ class AdaptivePolicy:
             )
         running = tuple(sorted(d.uuid for d in observation.domus()))
         if st.trial is not None:
-            if running == st.running:
+            started = st.trial.quiet & set(assessment.network_active)
+            if running == st.running and not started:
                 jain = jain_over(observation, st.trial.judged_over | set(assessment.network_active))
                 return self._judge(
                     st, (assessment.aggregate_mbps, jain), now_regime, findings, context
                 )
-            # Domains came or went while a change was being judged: its baseline was
-            # measured on other traffic, so it can be neither kept on evidence nor blamed.
-            # It stays, unjudged, and the new set of domains is handled as such below.
+            # Domains came or went, or domUs that had been quiet started moving traffic,
+            # while a change was being judged: its baseline was measured on other traffic,
+            # so it can be neither kept on evidence nor blamed. It stays, unjudged, and the
+            # new traffic is handled as such below.
             st = replace(st, trial=None, boosted=_boosts_kept(st.boosted, st.trial))
         if set(st.running) - set(running):
             # Domains destroyed during the interval took their share of its traffic with
@@ -384,6 +392,7 @@ class AdaptivePolicy:
                 regime=now_regime,
                 cooldown=0,
                 failures=0,
+                failed="",
                 give_back_cooldown=0,
                 accepted=None,
                 kept="",
@@ -411,6 +420,7 @@ class AdaptivePolicy:
                 trial=replace(
                     new_trial,
                     judged_over=frozenset(assessment.network_active),
+                    quiet=frozenset(running) - {uuid for uuid, _, _ in st.seen},
                     change=describe(actions, observation),
                     # the ticks its baseline was measured on
                     before=new_trial.before or means(st.recent or (tick,))[:2],
@@ -478,6 +488,7 @@ class AdaptivePolicy:
                     boosted=_boosts_kept(st.boosted, trial),
                     trial=None,
                     failures=0,
+                    failed="",
                     cooldown=0,
                     recent=samples[-MEASURE:],
                     # Sharing under what was kept; these Jain figures count the domUs the
@@ -495,6 +506,7 @@ class AdaptivePolicy:
             st,
             trial=None,
             failures=failures,
+            failed=trial.purpose,
             cooldown=st.cooldown if give_back else COOLDOWN * 2 ** (failures - 1),
             give_back_cooldown=GIVE_BACK_COOLDOWN * 2 ** (failures - 1)
             if give_back
@@ -525,24 +537,33 @@ class AdaptivePolicy:
         weight_free = dom0.uuid not in context.manual
         pinned = self._dom0_pinned(obs)
         estimate = wr.clamp(self._estimate(obs, load))
-        if findings and st.streak >= PERSIST and st.cooldown == 0:
+        # A raise that did not help says weights alone will not do it: pinning is the other
+        # lever, tried without waiting out the raise's cooldown.
+        raise_failed = st.failed == "raise"
+        if findings and st.streak >= PERSIST and (st.cooldown == 0 or raise_failed):
             evidence = "; ".join(f.summary for f in findings)
-            boost = self._boost_trial(
-                obs, assessment, context, findings, estimate, baseline, st.boosted
-            )
-            if boost is not None:
-                return boost
+            if st.cooldown == 0:
+                boost = self._boost_trial(
+                    obs, assessment, context, findings, estimate, baseline, st.boosted
+                )
+                if boost is not None:
+                    return boost
             target = wr.clamp(estimate if estimate > dom0.weight * 1.2 else dom0.weight * 2)
-            if weight_free and target > dom0.weight:
+            if weight_free and target > dom0.weight and not raise_failed:
                 return self._weight_trial(dom0, target, "raise", evidence, baseline)
             if (
                 not pinned
                 and not context.dom0_pin_manual
                 and obs.host_cpus >= 2
-                and (dom0.weight >= PIN_FROM_WEIGHT or not weight_free)
+                and (dom0.weight >= PIN_FROM_WEIGHT or not weight_free or raise_failed)
                 and assessment.idle_pct >= 50.0 / obs.host_cpus
             ):
-                return self._pin_trial(obs, baseline, evidence)
+                change, trial = self._pin_trial(obs, baseline, evidence)
+                if raise_failed:
+                    # What weights left over is small next to a tick's noise, as for the
+                    # residual pin below: measured as long, kept on as small a gain.
+                    trial = replace(trial, measure=RESIDUAL_MEASURE, gain=RESIDUAL_GAIN)
+                return change, trial
             return None
         if findings or st.give_back_cooldown:
             return None
