@@ -169,7 +169,8 @@ def format_table(result: RunResult, scenario: Scenario) -> str:
     h = scenario.host
     lines = [
         f"{scenario.name}: {scenario.duration_s:g} s simulated after {scenario.warmup_s:g} s "
-        f"warm-up; {h.pcpus} pCPUs, {h.nics} NIC(s) at {h.link_mbps:g} Mb/s, seed {result.seed}",
+        f"warm-up; {h.pcpus} pCPUs, {h.nics} NIC(s) at {h.link_mbps:g} Mb/s, dom0 Linux "
+        f"{h.dom0_kernel}, seed {result.seed}",
         "",
         f"{'domain':<12} {'workload':<9} {'weight':>6} {'Mb/s':>9} {'CPU %':>7}",
     ]

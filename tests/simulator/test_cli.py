@@ -58,6 +58,7 @@ def test_human_table_lists_domains_dom0_idle_and_totals(
     assert code == 0
     for word in ("dom1", "dom0", "idle", "aggregate", "Jain", "efficiency"):
         assert word in out
+    assert "dom0 Linux 2.6.16-xen" in out.splitlines()[0]  # the forwarding testbed's
 
 
 def test_scenario_file_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
