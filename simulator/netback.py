@@ -96,7 +96,10 @@ class Dom0Netback:
         self.wake_self: Callable[[], None] = lambda: None  # set when dom0's vCPU exists
         self.batches = 0
         self._schedule: list[Vif] = []  # net_schedule_list
-        self._pass: list[Nic | None] = []  # the softirq pass: NIC polls, None = a tx turn
+        # The softirq pass: NIC polls (those left from _poll_at), then tx turns.
+        self._polls: list[Nic] = []
+        self._poll_at = 0
+        self._turns_left = 0
         self._turn = BATCH_PACKETS  # requests per vif in this pass's tx turns
         self._in_softirq = False
         self._ksoftirqd = False
@@ -238,19 +241,24 @@ class Dom0Netback:
     def _build_pass(self) -> None:
         polling = [nic for nic in self.nics if nic.irq_pending]
         rounds = max(1, NETDEV_BUDGET // (BATCH_PACKETS * len(polling))) if polling else 0
-        turns = len(self._schedule)
-        self._pass = polling * rounds + [None] * turns
+        self._polls = polling * rounds
+        self._poll_at = 0
+        turns = self._turns_left = len(self._schedule)
         self._turn = max(1, BATCH_PACKETS // turns) if turns else BATCH_PACKETS
 
     def _next_item(self, now: int) -> Unit | None:
-        while self._pass:
-            nic = self._pass.pop(0)
-            if nic is None:
-                unit = self._tx_turn()
-                if unit is not None:
-                    return unit
-            elif nic.irq_pending:
+        """The pass's next NIC poll (one still interrupting), then its tx turns."""
+        polls = self._polls
+        while self._poll_at < len(polls):
+            nic = polls[self._poll_at]
+            self._poll_at += 1
+            if nic.irq_pending:
                 return self._nic_batch(nic, now)
+        while self._turns_left:
+            self._turns_left -= 1
+            unit = self._tx_turn()
+            if unit is not None:
+                return unit
         return None
 
     def _handle_port(self) -> Unit | None:
