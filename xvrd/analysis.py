@@ -39,6 +39,7 @@ class Assessment:
     aggregate_mbps: float
     jain: float
     efficiency: float
+    link_mbps: float  # what the link carries at most, the measure of efficiency
     dom0_cpu_pct: float
     idle_pct: float
     findings: tuple[Finding, ...] = ()
@@ -68,6 +69,7 @@ def assess(obs: Observation, link_frame_mbps: float, active_threshold_mbps: floa
         aggregate_mbps=aggregate,
         jain=jain_index(rates),
         efficiency=aggregate / link_frame_mbps if link_frame_mbps > 0 else 0.0,
+        link_mbps=link_frame_mbps,
         dom0_cpu_pct=dom0.cpu_pct or 0.0 if dom0 is not None else 0.0,
         idle_pct=obs.idle_pct or 0.0,
     )

@@ -739,11 +739,8 @@ class AdaptivePolicy:
         ):
             return None
         aggregate, jain, baseline = means(st.fairness)
-        # The link's capacity as the assessment measures efficiency against it.
-        link_mbps = (
-            assessment.aggregate_mbps / assessment.efficiency if assessment.efficiency else 0
-        )
-        efficiency = aggregate / link_mbps if link_mbps else 1.0
+        link = assessment.link_mbps
+        efficiency = aggregate / link if link > 0 else 1.0
         domus_pct = sum(d.cpu_pct or 0.0 for d in obs.domus())
         room_pct = 100.0 * (obs.host_cpus - 1) / obs.host_cpus
         one_pcpu_pct = 100.0 / obs.host_cpus
