@@ -9,8 +9,27 @@ import pytest
 import structlog
 
 from simulator.scenario import report_scenario
+from xvrd.analysis import assess
 from xvrd.backends.simulated import SimulatorBackend
 from xvrd.config import Settings
+from xvrd.policy.adaptive import AdaptivePolicy
+from xvrd.policy.base import Decision, PolicyContext
+from xvrd.sampler import Observation
+
+#: The link the hand-made observations are measured against: 1 Gb/s in frame bytes.
+LINK_FRAME_MBPS = 984.0
+
+
+def drive(ticks: list[Observation], context: PolicyContext) -> list[Decision]:
+    """A fresh adaptive policy's decisions on ``ticks``, one after another."""
+    policy = AdaptivePolicy()
+    state = None
+    decisions = []
+    for obs in ticks:
+        decision = policy.decide(obs, assess(obs, LINK_FRAME_MBPS, 0.5), context, state)
+        state = decision.state
+        decisions.append(decision)
+    return decisions
 
 
 @pytest.fixture

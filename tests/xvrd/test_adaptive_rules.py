@@ -22,6 +22,8 @@ from xvrd.policy.adaptive import (
 from xvrd.policy.base import Decision, PolicyContext, SetPinning, SetWeight
 from xvrd.sampler import DomainRates, Observation
 
+from .conftest import drive
+
 EVERYWHERE = Pinning((frozenset({0, 1}),))
 CONTEXT = PolicyContext(
     weight_range=XEN_WEIGHT_RANGE,
@@ -360,6 +362,12 @@ def test_a_verdict_compares_like_with_like_and_says_what_was_not_put_back() -> N
     assert ": put back except Domain-0 (manual), fair throughput " in verdict.summary()
 
 
+def _with_weight(obs: Observation, name: str, weight: int) -> Observation:
+    return replace(obs, domains=tuple(
+        replace(d, weight=weight) if d.name == name else d for d in obs.domains
+    ))  # fmt: skip
+
+
 def pinned_observation(rates: tuple[float, ...]) -> Observation:
     """dom0 pinned to pCPU 0 and the domUs kept on pCPU 1, nearly all the CPU in use."""
     obs = observation(domus_cpu_pct=48.0, rates=rates)
@@ -395,20 +403,13 @@ def test_a_give_back_that_hurt_waits_twice_the_cooldown() -> None:
 
 def _weights_set_for_dom1(context: PolicyContext, ticks: int = 20) -> list[int]:
     """dom1 at 512 where the state file says xvrd found it at 256."""
-    obs = observation(domus_cpu_pct=40.0)
-    obs = replace(obs, domains=tuple(
-        replace(d, weight=512) if d.name == "dom1" else d for d in obs.domains
-    ))  # fmt: skip
-    policy = AdaptivePolicy()
-    state = None
-    weights = []
-    for _ in range(ticks):
-        decision = policy.decide(obs, assess(obs, 984.0, 0.5), context, state)
-        state = decision.state
-        weights += [
-            a.weight for a in decision.actions if isinstance(a, SetWeight) and a.name == "dom1"
-        ]
-    return weights
+    obs = _with_weight(observation(domus_cpu_pct=40.0), "dom1", 512)
+    return [
+        a.weight
+        for d in drive([obs] * ticks, context)
+        for a in d.actions
+        if isinstance(a, SetWeight) and a.name == "dom1"
+    ]
 
 
 def test_a_raise_found_above_the_recorded_original_is_given_back() -> None:
@@ -421,22 +422,6 @@ def test_a_raise_found_above_the_recorded_original_is_given_back() -> None:
     assert _weights_set_for_dom1(manual) == []  # the operator's weight
 
 
-def _with_dom0_weight(obs: Observation, weight: int) -> Observation:
-    return replace(obs, domains=tuple(
-        replace(d, weight=weight) if d.is_dom0 else d for d in obs.domains
-    ))  # fmt: skip
-
-
-def _run(policy: AdaptivePolicy, feed: list[Observation]) -> list[Decision]:
-    state = None
-    decisions = []
-    for obs in feed:
-        decision = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state)
-        state = decision.state
-        decisions.append(decision)
-    return decisions
-
-
 def test_a_trial_during_which_quiet_domus_start_moving_traffic_ends_unjudged() -> None:
     """Flows starting in domUs that had moved nothing make the trial's baseline other
     traffic: the change stays, as when domains come or go, instead of being blamed."""
@@ -444,7 +429,7 @@ def test_a_trial_during_which_quiet_domus_start_moving_traffic_ends_unjudged() -
     everyone = observation(domus_cpu_pct=20.0, rates=(50.0,) * 8)
     fewer = observation(domus_cpu_pct=20.0, rates=(300.0, 200.0, 40.0) + (0.0,) * 5)
     for later, put_back in ((everyone, False), (fewer, True)):
-        decisions = _run(AdaptivePolicy(), [starting] * PERSIST + [later] * (SETTLE + MEASURE + 1))
+        decisions = drive([starting] * PERSIST + [later] * (SETTLE + MEASURE + 1), CONTEXT)
         reasons = [a.reason for d in decisions for a in d.actions]
         assert reasons[0].startswith("Jain 0.72")
         assert any(r.startswith("raise did not help") for r in reasons) is put_back
@@ -453,9 +438,8 @@ def test_a_trial_during_which_quiet_domus_start_moving_traffic_ends_unjudged() -
 def test_a_raise_that_did_not_help_is_followed_by_a_pin_trial_without_waiting() -> None:
     """Weights alone do not cure this collapse: the pin comes next, judged like the
     residual pin, instead of after the raise's 50-tick cooldown."""
-    collapsed = _with_dom0_weight(observation(domus_cpu_pct=20.0, rates=(60.0,) * 8), 256)
-    policy = AdaptivePolicy()
-    decisions = _run(policy, [collapsed] * (PERSIST + SETTLE + MEASURE + PERSIST + 2))
+    collapsed = _with_weight(observation(domus_cpu_pct=20.0, rates=(60.0,) * 8), "Domain-0", 256)
+    decisions = drive([collapsed] * (PERSIST + SETTLE + MEASURE + PERSIST + 2), CONTEXT)
     reasons = [a.reason for d in decisions for a in d.actions if a.name == "Domain-0"]
     assert reasons[0].startswith("aggregate 480 Mb/s")  # the raise
     assert reasons[1].startswith("raise did not help")

@@ -7,11 +7,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xvrd.analysis import assess
 from xvrd.backends.base import XEN_WEIGHT_RANGE, Pinning
-from xvrd.policy.adaptive import AdaptivePolicy
-from xvrd.policy.base import Decision, PolicyContext, SetPinning, SetWeight
+from xvrd.policy.base import PolicyContext, SetPinning, SetWeight
 from xvrd.sampler import DomainRates, Observation
+
+from .conftest import drive
 
 CPUS = 2
 EVERYWHERE = Pinning((frozenset({0, 1}),))
@@ -68,17 +68,6 @@ def run(draw: Any) -> tuple[list[Observation], PolicyContext, list[int]]:
     )
     order = draw(st.permutations(list(range(n + 1))))
     return ticks, context, order
-
-
-def drive(ticks: list[Observation], context: PolicyContext) -> list[Decision]:
-    policy = AdaptivePolicy()
-    state = None
-    decisions = []
-    for obs in ticks:
-        decision = policy.decide(obs, assess(obs, 984.0, 0.5), context, state)
-        state = decision.state
-        decisions.append(decision)
-    return decisions
 
 
 def shuffled(obs: Observation, order: list[int]) -> Observation:
