@@ -54,7 +54,7 @@ class _ReadOnlyFairBackend(LibvirtBackend):
             kind="libvirt",
             uri=self.uri,
             scheduler="fair",
-            cpus=2,
+            cpu_ids=frozenset({0, 1}),
             weight_range=XEN_WEIGHT_RANGE,
             supports_cap=False,
             supports_dom0_pinning=False,

@@ -35,6 +35,7 @@ from xvrd.backends.base import (
 )
 from xvrd.config import Settings
 from xvrd.control.api import PROTOCOL_VERSION, ControlError
+from xvrd.control.protocol import format_cpu_list
 from xvrd.policy.base import (
     Action,
     NoopPolicy,
@@ -211,6 +212,7 @@ class Daemon:
             weight_range=self.host.weight_range,
             manual=frozenset(self.state.overrides),
             dom0_pin_manual=bool(self.state.dom0_pin),
+            can_pin_dom0=self.host.supports_dom0_pinning,
             held=self.state.hold is not None,
             mode=self.settings.mode,
             original_weights={u: o.weight for u, o in self.state.originals.items()},
@@ -385,10 +387,14 @@ class Daemon:
         return self._guard(run)
 
     def pin_dom0(self, cpus: frozenset[int]) -> str:
-        n = self.host.cpus
-        if not cpus or any(c < 0 or c >= n for c in cpus):
-            raise ControlError("invalid", f"CPUs must be a non-empty subset of 0..{n - 1}")
-        if len(cpus) >= n:
+        online = self.host.cpu_ids
+        if not cpus or not cpus <= online:
+            raise ControlError(
+                "invalid",
+                f"cpus: must be a non-empty subset of the online CPUs {format_cpu_list(online)}"
+                + (f"; not online: {format_cpu_list(cpus - online)}" if cpus - online else ""),
+            )
+        if cpus == online:
             raise ControlError(
                 "invalid", "dom0 cannot have every CPU to itself: leave one to domUs"
             )
@@ -407,7 +413,7 @@ class Daemon:
     def _apply_dom0_pin(
         self, cpus: frozenset[int], domains: Sequence[Domain | DomainRates]
     ) -> None:
-        rest = frozenset(range(self.host.cpus)) - cpus
+        rest = self.host.cpu_ids - cpus
         for d in domains:
             target = cpus if d.is_dom0 else rest
             self.actuator.set_pinning(
@@ -420,7 +426,7 @@ class Daemon:
                 raise ControlError("not_found", "dom0 is not pinned by an override")
             self.state.dom0_pin = None
             self.store.save(self.state)
-            everywhere = frozenset(range(self.host.cpus))
+            everywhere = self.host.cpu_ids
             for d in self.backend.list_domains():
                 original = self.state.originals.get(d.uuid)
                 target = (
@@ -523,7 +529,7 @@ class Daemon:
                     "kind": self.host.kind,
                     "uri": self.host.uri,
                     "scheduler": self.host.scheduler,
-                    "cpus": self.host.cpus,
+                    "cpus": sorted(self.host.cpu_ids),
                     "connected": self.connected,
                     "last_error": self.last_error,
                 },

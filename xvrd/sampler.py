@@ -71,8 +71,13 @@ class Observation:
 
     taken_ns: int
     interval_s: float | None
-    host_cpus: int
+    cpu_ids: frozenset[int]  # the host's online CPUs
     domains: tuple[DomainRates, ...]
+
+    @property
+    def host_cpus(self) -> int:
+        """How many CPUs the domains share: what CPU percentages are out of."""
+        return len(self.cpu_ids)
 
     @property
     def complete(self) -> bool:
@@ -142,7 +147,7 @@ class Sampler:
     def sample(self) -> Observation:
         """One reading of the host. Raises BackendUnavailable if the host cannot be reached."""
         backend = self.backend
-        host_cpus = backend.info().cpus
+        cpu_ids = backend.info().cpu_ids
         now = backend.clock_ns()
         readings: dict[str, _Reading] = {}
         rows: list[DomainRates] = []
@@ -165,7 +170,7 @@ class Sampler:
                 log.info("domain readable again", domain=dom.name)
             reading = _Reading(dom.domid, now, counters)
             readings[dom.uuid] = reading
-            rows.append(self._rates(dom, sched, pinning, reading, host_cpus))
+            rows.append(self._rates(dom, sched, pinning, reading, len(cpu_ids)))
         running = {dom.uuid for dom in listed}
         self.unreadable = {u: e for u, e in self.unreadable.items() if u in running}
         interval = None if self._last_ns is None else (now - self._last_ns) / 1e9
@@ -174,7 +179,7 @@ class Sampler:
         self._previous = readings
         self._last_ns = now
         rows.sort(key=lambda r: (r.domid != 0, r.creation_seq, r.domid))
-        return Observation(now, interval, host_cpus, tuple(rows))
+        return Observation(now, interval, cpu_ids, tuple(rows))
 
     def _rates(
         self,

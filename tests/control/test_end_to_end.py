@@ -136,6 +136,7 @@ def test_status_lists_dom0_and_every_domu_with_rates(running: Daemon) -> None:
         assert domains[name]["cpu_pct"] is not None
     assert status["aggregate_mbps"] > 100
     assert status["backend"]["kind"] == "simulator"
+    assert status["backend"]["cpus"] == [0, 1]  # the online CPUs, by number
 
 
 def test_overrides_through_the_cli_then_sigterm_puts_everything_back(
@@ -143,6 +144,9 @@ def test_overrides_through_the_cli_then_sigterm_puts_everything_back(
 ) -> None:
     running.wait_for_ticks(1)
     sock = ("--socket", str(running.socket))
+    code, _, err = xvrd(capsys, "pin-dom0", "1,5", *sock)
+    assert code == 1
+    assert "cpus: must be a non-empty subset of the online CPUs 0-1; not online: 5" in err
     assert xvrd(capsys, "set-weight", "Domain-0", "2048", *sock)[::2] == (0, "")
     assert xvrd(capsys, "pin-dom0", "0", *sock)[::2] == (0, "")
     code, out, err = xvrd(capsys, "hold", "--reason", "e2e", *sock)

@@ -30,6 +30,14 @@ from xvrd.backends.libvirt import LibvirtBackend, _posix_cap  # noqa: E402
 VIF_XML = "<interface type='bridge'><target dev='{dev}'/></interface>"
 
 
+def _no_cpu_map() -> libvirt.libvirtError:
+    """What libvirt raises where the driver does not implement virNodeGetCPUMap;
+    libvirt-python's vCPU calls size their maps with it, so they raise it too."""
+    err = libvirt.libvirtError("this function is not supported by the connection driver")
+    err.err = (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_FROM_LIBXL, str(err), 2)
+    return err
+
+
 @dataclass
 class FakeXenDomain:
     domid: int
@@ -38,6 +46,7 @@ class FakeXenDomain:
     params: dict[str, int] = field(default_factory=lambda: {"weight": 256, "cap": 0})
     pins: list[tuple[bool, ...]] = field(default_factory=lambda: [(True, True)])
     vifs: list[str] = field(default_factory=list)
+    cpu_map: bool = True  # False: the driver keeps no CPU map
 
     def __post_init__(self) -> None:
         if self.domid and not self.vifs:
@@ -79,6 +88,8 @@ class FakeXenDomain:
         self.params.update(params)
 
     def vcpuPinInfo(self, _flags: int) -> list[tuple[bool, ...]]:  # noqa: N802
+        if not self.cpu_map:
+            raise _no_cpu_map()
         return list(self.pins)
 
     def pinVcpu(self, vcpu: int, cpumap: tuple[bool, ...]) -> None:  # noqa: N802
@@ -87,6 +98,8 @@ class FakeXenDomain:
 
 class FakeXenConnection:
     def __init__(self, scheduler: str) -> None:
+        #: The online flag of each CPU the host's map holds; None: the driver keeps no map.
+        self.online: list[bool] | None = [True, True]
         self.domains = [
             FakeXenDomain(7, "web", scheduler),
             FakeXenDomain(0, "Domain-0", scheduler, pins=[(True, True), (True, True)]),
@@ -97,10 +110,13 @@ class FakeXenConnection:
         return "Xen"
 
     def getInfo(self) -> list[Any]:  # noqa: N802
-        return ["x86_64", 4096, 2, 2000, 1, 1, 2, 1]
+        online = sum(self.online) if self.online is not None else 2
+        return ["x86_64", 4096, online, 2000, 1, 1, online, 1]
 
     def getCPUMap(self) -> tuple[int, list[bool], int]:  # noqa: N802
-        return (2, [True, True], 2)
+        if self.online is None:
+            raise _no_cpu_map()
+        return (len(self.online), list(self.online), sum(self.online))
 
     def listAllDomains(self, _flags: int = 0) -> list[FakeXenDomain]:  # noqa: N802
         return list(self.domains)
@@ -194,6 +210,37 @@ def test_dom0_pinning_is_set_per_vcpu() -> None:
     backend.set_pinning(dom0.uuid, Pinning((frozenset({0}), frozenset({1}))))
     assert conn.domains[1].pins == [(True, False), (False, True)]
     assert backend.get_pinning(dom0.uuid) == Pinning((frozenset({0}), frozenset({1})))
+
+
+def test_offline_cpus_are_left_out_and_refused_as_a_vcpus_only_cpus() -> None:
+    """CPU 1 offline of 0-3: the host has CPUs 0, 2 and 3; a vCPU may keep CPU 1 in its
+    affinity (as the host reports an unpinned one) but not have it alone."""
+    backend, conn = _backend("credit")
+    conn.online = [True, False, True, True]
+    info = backend.info()
+    assert (info.cpu_ids, info.cpus) == (frozenset({0, 2, 3}), 3)
+    dom0 = backend.list_domains()[0]
+    with pytest.raises(InvalidSetting, match=r"vCPU 1 would be pinned to no online CPU.*0,2,3"):
+        backend.set_pinning(dom0.uuid, Pinning((frozenset({0}), frozenset({1}))))
+    assert conn.domains[1].pins == [(True, True), (True, True)]  # nothing changed
+    backend.set_pinning(dom0.uuid, Pinning((frozenset({0, 1}), frozenset({2, 3}))))
+    assert conn.domains[1].pins == [(True, True, False, False), (False, False, True, True)]
+
+
+def test_without_a_cpu_map_pinning_is_reported_unsupported() -> None:
+    """A driver that keeps no CPU map: CPUs counted from the node info, pinning off (and
+    read as unknown), so the domains are still sampled and the policy never tries it."""
+    backend, conn = _backend("credit")
+    conn.online = None
+    for dom in conn.domains:
+        dom.cpu_map = False
+    info = backend.info()
+    assert info.cpu_ids == frozenset({0, 1})
+    assert not info.supports_dom0_pinning
+    dom0 = backend.list_domains()[0]
+    assert backend.get_pinning(dom0.uuid) == Pinning(())
+    with pytest.raises(Unsupported, match="virNodeGetCPUMap"):
+        backend.set_pinning(dom0.uuid, Pinning((frozenset({0}), frozenset({0}))))
 
 
 def test_other_xen_schedulers_are_unsupported() -> None:

@@ -76,8 +76,18 @@ def test_pinning_out_of_range_is_refused_and_nothing_changes(backend: LibvirtBac
     before = backend.get_pinning(uuid)
     with pytest.raises(InvalidSetting, match="do not exist"):
         backend.set_pinning(uuid, Pinning((frozenset({0}), frozenset({4096}))))
-    with pytest.raises(InvalidSetting, match="no CPU"):
+    with pytest.raises(InvalidSetting, match="no online CPU"):
         backend.set_pinning(uuid, Pinning((frozenset(),)))
+    assert backend.get_pinning(uuid) == before
+
+
+def test_a_vcpu_is_not_pinned_to_offline_cpus_alone(backend: LibvirtBackend) -> None:
+    """The test driver's host has CPUs 0-7 with 0, 2 and 4 online: a vCPU left with only
+    offline CPUs is refused, naming the online ones, and nothing changes."""
+    uuid = backend.list_domains()[0].uuid
+    before = backend.get_pinning(uuid)
+    with pytest.raises(InvalidSetting, match=r"vCPU 1 would be pinned to no online CPU.*0,2,4"):
+        backend.set_pinning(uuid, Pinning((frozenset({0}), frozenset({1, 3}))))
     assert backend.get_pinning(uuid) == before
 
 
@@ -86,9 +96,9 @@ def test_pinning_set_is_read_back_by_virsh(test_uri: str) -> None:
     backend = LibvirtBackend(test_uri)
     try:
         uuid = backend.list_domains()[0].uuid
-        backend.set_pinning(uuid, Pinning((frozenset({1}), frozenset({0, 2, 3}))))
-        assert vcpupin(test_uri, "test") == {0: frozenset({1}), 1: frozenset({0, 2, 3})}
-        assert backend.get_pinning(uuid) == Pinning((frozenset({1}), frozenset({0, 2, 3})))
+        backend.set_pinning(uuid, Pinning((frozenset({2}), frozenset({0, 3, 4}))))
+        assert vcpupin(test_uri, "test") == {0: frozenset({2}), 1: frozenset({0, 3, 4})}
+        assert backend.get_pinning(uuid) == Pinning((frozenset({2}), frozenset({0, 3, 4})))
     finally:
         backend.close()
 

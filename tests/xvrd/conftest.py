@@ -16,6 +16,9 @@ from xvrd.policy.adaptive import AdaptivePolicy
 from xvrd.policy.base import Decision, PolicyContext
 from xvrd.sampler import Observation
 
+#: The online CPUs of the hand-made observations' host.
+TWO_CPUS = frozenset({0, 1})
+
 #: The link the hand-made observations are measured against: 1 Gb/s in frame bytes.
 LINK_FRAME_MBPS = 984.0
 

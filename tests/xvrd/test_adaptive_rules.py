@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from xvrd.analysis import assess
 from xvrd.backends.base import XEN_WEIGHT_RANGE, Pinning
 from xvrd.policy.adaptive import (
@@ -22,7 +24,7 @@ from xvrd.policy.adaptive import (
 from xvrd.policy.base import Decision, PolicyContext, SetPinning, SetWeight
 from xvrd.sampler import DomainRates, Observation
 
-from .conftest import drive
+from .conftest import TWO_CPUS, drive
 
 EVERYWHERE = Pinning((frozenset({0, 1}),))
 CONTEXT = PolicyContext(
@@ -69,12 +71,14 @@ def observation(
     )
     dom0 = replace(domain(0, 4096, dom0_cpu_pct), vcpus=dom0_vcpus)
     everywhere = frozenset(range(host_cpus))
-    return Observation(0, 2.0, host_cpus, tuple(
+    return Observation(0, 2.0, everywhere, tuple(
         replace(d, pinning=Pinning((everywhere,) * d.vcpus)) for d in (dom0, *domus)
     ))  # fmt: skip
 
 
-def after_a_kept_raise(obs: Observation, ticks: int, kept: str = "raise") -> list[Decision]:
+def after_a_kept_raise(
+    obs: Observation, ticks: int, kept: str = "raise", context: PolicyContext = CONTEXT
+) -> list[Decision]:
     """Ticks of the same observation once the policy has kept a raise of dom0's weight (or
     another change)."""
     policy = AdaptivePolicy()
@@ -84,7 +88,7 @@ def after_a_kept_raise(obs: Observation, ticks: int, kept: str = "raise") -> lis
         if tick == 2:
             assert state is not None
             state = replace(state, accepted=900.0, kept=kept, fairness=())
-        decision = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state)
+        decision = policy.decide(obs, assess(obs, 984.0, 0.5), context, state)
         state = decision.state
         decisions.append(decision)
     return decisions[2:]
@@ -180,6 +184,33 @@ def test_no_pinning_after_anything_but_a_raise_of_dom0() -> None:
         assert not pinned_dom0(after_a_kept_raise(obs, 20, kept=kept)), kept
 
 
+def test_no_pinning_where_the_host_cannot_pin_dom0() -> None:
+    obs = observation(domus_cpu_pct=40.0)
+    cannot = replace(CONTEXT, can_pin_dom0=False)
+    assert not pinned_dom0(after_a_kept_raise(obs, 20, context=cannot))
+
+
+def on_cpus(obs: Observation, online: frozenset[int], reported: frozenset[int]) -> Observation:
+    """``obs`` on a host whose online CPUs are ``online``, every domain unpinned as the
+    host reports it: with ``reported``, offline CPUs included."""
+    domains = tuple(replace(d, pinning=Pinning((reported,) * d.vcpus)) for d in obs.domains)
+    return Observation(obs.taken_ns, obs.interval_s, online, domains)
+
+
+@pytest.mark.parametrize(("online", "dom0_cpu"), [({0, 2}, 0), ({1, 2}, 1)])
+def test_the_pin_names_online_cpus_only(online: set[int], dom0_cpu: int) -> None:
+    """Two online CPUs of three, the domains' affinity reported as all three: unpinned all
+    the same, so the residual pin fires, dom0 on the first online CPU, the domUs on the
+    other, none on the offline CPU."""
+    obs = on_cpus(observation(domus_cpu_pct=40.0), frozenset(online), frozenset({0, 1, 2}))
+    actions = [a for d in after_a_kept_raise(obs, RESIDUAL_WINDOW + 1) for a in d.actions]
+    pins = {a.name: a.pinning for a in actions if isinstance(a, SetPinning)}
+    assert pins.pop("Domain-0") == Pinning((frozenset({dom0_cpu}),))
+    assert set(pins.values()) == {Pinning((frozenset(online) - {dom0_cpu},))}
+    assert len(pins) == len(RATES)
+    assert actions[0].reason.startswith(f"pin dom0 to pCPU {dom0_cpu}: ")
+
+
 def test_a_hold_forgets_what_was_measured_before_it() -> None:
     policy = AdaptivePolicy()
     obs = observation(domus_cpu_pct=40.0)
@@ -273,7 +304,7 @@ def test_a_change_that_silences_domus_is_not_judged_fairer_for_it() -> None:
 
 NET = domain(1, 256, 5.0, 300.0)
 BURNERS = tuple(replace(domain(i, 256, 28.0), rx_mbps=0.0, tx_mbps=0.0) for i in (2, 3, 4))
-CROWDED = Observation(0, 2.0, 2, (domain(0, 256, 10.0), NET, *BURNERS))
+CROWDED = Observation(0, 2.0, TWO_CPUS, (domain(0, 256, 10.0), NET, *BURNERS))
 
 
 def crowded_out_trial() -> tuple[AdaptivePolicy, AdaptiveState]:

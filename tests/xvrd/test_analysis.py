@@ -8,6 +8,8 @@ from xvrd.analysis import assess, jain_index
 from xvrd.backends.base import Pinning
 from xvrd.sampler import DomainRates, Observation
 
+from .conftest import TWO_CPUS
+
 P = Pinning((frozenset({0, 1}),))
 
 
@@ -25,7 +27,7 @@ def test_jain_index_bounds() -> None:
 
 
 def test_assessment_of_a_complete_observation() -> None:
-    obs = Observation(0, 2.0, 2, (dom(0, 0, cpu=45), dom(1, 600, 20, 10), dom(2, 300, 10, 5),
+    obs = Observation(0, 2.0, TWO_CPUS, (dom(0, 0, cpu=45), dom(1, 600, 20, 10), dom(2, 300, 10, 5),
                                   dom(3, 0.1, cpu=1), dom(4, 0.0, drops=3.0)))  # fmt: skip
     a = assess(obs, link_frame_mbps=984.0, active_threshold_mbps=0.5)
     assert a.network_active == ("u1", "u2", "u4")  # u3 moves too little; u4 drops packets
@@ -37,6 +39,6 @@ def test_assessment_of_a_complete_observation() -> None:
 
 
 def test_incomplete_observation_is_not_assessed() -> None:
-    obs = Observation(0, None, 2, (dom(0, 0),))
+    obs = Observation(0, None, TWO_CPUS, (dom(0, 0),))
     with pytest.raises(ValueError, match="incomplete"):
         assess(obs, 984.0, 0.5)

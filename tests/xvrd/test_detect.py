@@ -7,6 +7,8 @@ from xvrd.backends.base import Pinning
 from xvrd.policy.detect import detect, dom0_load
 from xvrd.sampler import DomainRates, Observation
 
+from .conftest import TWO_CPUS
+
 P = Pinning((frozenset({0, 1}),))
 
 
@@ -20,7 +22,7 @@ def observe(
 ) -> Observation:
     rows = [dom(0, 0.0, dom0_cpu, dom0_weight)]
     rows += [dom(i, mbps, cpu) for i, (mbps, cpu) in enumerate(domus, start=1)]
-    return Observation(0, 2.0, 2, tuple(rows))
+    return Observation(0, 2.0, TWO_CPUS, tuple(rows))
 
 
 def findings(obs: Observation) -> dict[str, dict[str, object]]:
@@ -72,7 +74,7 @@ def test_dom0_share_follows_weights_of_cpu_active_domains() -> None:
 
 
 def test_no_dom0_no_findings() -> None:
-    obs = Observation(0, 2.0, 2, (dom(1, 100, 5), dom(2, 1, 0.1)))
+    obs = Observation(0, 2.0, TWO_CPUS, (dom(1, 100, 5), dom(2, 1, 0.1)))
     assert detect(obs, assess(obs, 984.0, 0.5)) == ()
 
 
@@ -100,7 +102,7 @@ def test_a_raised_domu_is_judged_by_the_weight_it_had() -> None:
     """At 512 the receiver earns 24 % and uses 18 %: short of its raised weight's share but
     above what its own 256 earned, so the raise is not raised again."""
     rows = (dom(0, 0.0, 30.0, 838), dom(1, 550, 18.0, 512), *(dom(i, 0, 16.0) for i in (2, 3, 4)))
-    obs = Observation(0, 2.0, 2, rows)
+    obs = Observation(0, 2.0, TWO_CPUS, rows)
     a = assess(obs, link_frame_mbps=984.0, active_threshold_mbps=0.5)
     assert "crowded-out" in {f.kind for f in detect(obs, a)}
     assert "crowded-out" not in {f.kind for f in detect(obs, a, {"u1": 256})}

@@ -13,12 +13,12 @@ from xvrd.sampler import DomainRates, Observation
 
 from .conftest import drive
 
-CPUS = 2
-EVERYWHERE = Pinning((frozenset({0, 1}),))
+#: Online CPUs of the hosts drawn: two in a row, and two with an offline CPU between them.
+HOSTS = (frozenset({0, 1}), frozenset({0, 2}), frozenset({1, 2, 3}))
 
 
 @st.composite
-def observation(draw: Any, n: int) -> Observation:
+def observation(draw: Any, n: int, online: frozenset[int]) -> Observation:
     rows = []
     # A busy host (little idle CPU) is where domUs crowd each other out.
     low = draw(st.sampled_from([0.0, 0.0, 0.9])) * 100.0 / (n + 1)
@@ -28,8 +28,9 @@ def observation(draw: Any, n: int) -> Observation:
         tx = draw(st.just(0.0) | st.floats(0, 1000, allow_nan=False))
         cpu = draw(st.floats(low, 100.0 / (n + 1), allow_nan=False))
         weight = draw(st.integers(1, 65535))
-        pinning = draw(st.sampled_from([EVERYWHERE, Pinning((frozenset({0}),)),
-                                        Pinning((frozenset({1}),))]))  # fmt: skip
+        # Unpinned as the host reports it (offline CPUs set too), or on one online CPU.
+        affinities = [frozenset(range(max(online) + 1)), *(frozenset({c}) for c in online)]
+        pinning = Pinning((draw(st.sampled_from(affinities)),))
         drops = draw(st.sampled_from([0.0, 0.0, 5.0]))
         rows.append(
             DomainRates(
@@ -50,19 +51,21 @@ def observation(draw: Any, n: int) -> Observation:
                 cpu,
             )
         )
-    return Observation(0, 2.0, CPUS, tuple(rows))
+    return Observation(0, 2.0, online, tuple(rows))
 
 
 @st.composite
 def run(draw: Any) -> tuple[list[Observation], PolicyContext, list[int]]:
     n = draw(st.integers(0, 8))
-    ticks = draw(st.lists(observation(n), min_size=1, max_size=8))
+    online = draw(st.sampled_from(HOSTS))
+    ticks = draw(st.lists(observation(n, online), min_size=1, max_size=8))
     uuids = [f"uuid-{i:02d}" for i in range(n + 1)]
     manual = frozenset(draw(st.lists(st.sampled_from(uuids), max_size=3)))
     context = PolicyContext(
         weight_range=XEN_WEIGHT_RANGE,
         manual=manual,
         dom0_pin_manual=draw(st.booleans()),
+        can_pin_dom0=draw(st.booleans()),
         held=draw(st.booleans()),
         mode=draw(st.sampled_from(["auto", "advise"])),
     )
@@ -71,7 +74,7 @@ def run(draw: Any) -> tuple[list[Observation], PolicyContext, list[int]]:
 
 
 def shuffled(obs: Observation, order: list[int]) -> Observation:
-    return Observation(obs.taken_ns, obs.interval_s, obs.host_cpus,
+    return Observation(obs.taken_ns, obs.interval_s, obs.cpu_ids,
                        tuple(obs.domains[i] for i in order))  # fmt: skip
 
 
@@ -88,7 +91,10 @@ def test_weights_in_range_overrides_and_hold_respected(
                 assert action.uuid not in context.manual
             if isinstance(action, SetPinning):
                 assert not context.dom0_pin_manual
-                assert all(cpus <= frozenset(range(CPUS)) and cpus for cpus in action.pinning.vcpus)
+                # Pinned where the host can pin dom0, only ever onto online CPUs.
+                online = ticks[0].cpu_ids
+                assert context.can_pin_dom0
+                assert all(cpus <= online and cpus for cpus in action.pinning.vcpus)
         if context.held:
             assert decision.actions == ()
 

@@ -79,7 +79,9 @@ class ScriptedHost:
     hotplugged_bytes: int | None = None  # a second vif, with what it carried before
 
     def info(self) -> HostInfo:
-        return HostInfo("scripted", "test://", "credit", 2, XEN_WEIGHT_RANGE, True, True)
+        return HostInfo(
+            "scripted", "test://", "credit", frozenset({0, 1}), XEN_WEIGHT_RANGE, True, True
+        )
 
     def clock_ns(self) -> int:
         return self.now_ns

@@ -67,13 +67,20 @@ class HostInfo:
     kind: str  # "libvirt" or "simulator"
     uri: str
     scheduler: str  # "credit", "credit2", "posix", ...
-    cpus: int  # physical CPUs usable by domains
+    # The online physical CPUs, by number. Not always 0..n-1: a CPU taken offline leaves a
+    # hole, and a pinning must name the CPUs that exist.
+    cpu_ids: frozenset[int]
     weight_range: WeightRange
     supports_cap: bool
     supports_dom0_pinning: bool
     # Changes with every boot of the host; "" when unknown. xvrd's settings are live only,
     # so a reboot puts every original back by itself: originals from another boot are stale.
     boot_id: str = ""
+
+    @property
+    def cpus(self) -> int:
+        """How many CPUs domains share: what CPU percentages are out of."""
+        return len(self.cpu_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,11 @@ class Pinning:
         for cpus in self.vcpus:
             out |= cpus
         return out
+
+    def is_pinned(self, online: frozenset[int]) -> bool:
+        """Some vCPU is kept off an online CPU. Offline CPUs in an affinity do not count:
+        Xen and libvirt report an unpinned vCPU with every CPU the map can hold set."""
+        return any(cpus & online != online for cpus in self.vcpus)
 
 
 @runtime_checkable

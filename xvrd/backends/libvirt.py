@@ -274,7 +274,12 @@ class LibvirtBackend:
         conn = self._connection()
         with self._sorted():
             driver = str(conn.getType())
-            cpus = int(conn.getInfo()[2])
+        cpu_map = self._cpu_map()
+        if cpu_map is None:
+            with self._sorted():
+                cpu_ids = frozenset(range(int(conn.getInfo()[2])))  # the online CPUs' count
+        else:
+            cpu_ids = cpu_map[1]
         domains = self.list_domains()
         scheduler, params = self._probe_scheduler(driver, domains)
         if scheduler in _XEN_SCHEDULERS:
@@ -295,10 +300,11 @@ class LibvirtBackend:
             kind="libvirt",
             uri=self.uri,
             scheduler=scheduler,
-            cpus=cpus,
+            cpu_ids=cpu_ids,
             weight_range=weight_range,
             supports_cap=supports_cap,
-            supports_dom0_pinning=has_dom0,
+            # libvirt-python sizes every vCPU map from the host's CPU map: no map, no pinning.
+            supports_dom0_pinning=has_dom0 and cpu_map is not None,
             boot_id=_local_boot_id(self.uri),
         )
         return self._info
@@ -483,27 +489,51 @@ class LibvirtBackend:
 
     @_locked
     def get_pinning(self, uuid: str) -> Pinning:
+        """Each vCPU's affinity; none (unknown) where the driver keeps no CPU map, which
+        libvirt-python sizes the vCPU maps with: the domain is still sampled."""
         dom = self._domain(uuid)
-        with self._sorted(uuid):
-            maps = dom.vcpuPinInfo(0)
+        try:
+            with self._sorted(uuid):
+                maps = dom.vcpuPinInfo(0)
+        except Unsupported:
+            return Pinning(())
         return Pinning(vcpus=tuple(frozenset(i for i, on in enumerate(row) if on) for row in maps))
+
+    def _cpu_map(self) -> tuple[int, frozenset[int]] | None:
+        """The size of the host's CPU map and its online CPUs, read now; None where the
+        driver does not report it (a CPU taken offline leaves a hole in the numbering)."""
+        conn = self._connection()
+        try:
+            with self._sorted():
+                size, online, _count = conn.getCPUMap()
+        except Unsupported:
+            return None
+        return int(size), frozenset(i for i, on in enumerate(online) if on)
 
     @_locked
     def set_pinning(self, uuid: str, pinning: Pinning) -> None:
-        conn = self._connection()
-        with self._sorted():
-            host_cpus = int(conn.getCPUMap()[0])
+        """Each vCPU's affinity as given. Every CPU named must exist and each vCPU needs
+        an online one; offline CPUs may stay in an affinity (originals read back carry
+        them), where Xen leaves them until they come online."""
+        cpu_map = self._cpu_map()
+        if cpu_map is None:
+            raise Unsupported(
+                f"{self.uri} does not report the host's CPU map (virNodeGetCPUMap), which "
+                "libvirt-python needs to pin vCPUs"
+            )
+        size, online = cpu_map
         for vcpu, cpus in enumerate(pinning.vcpus):
-            if not cpus:
-                raise InvalidSetting(f"vCPU {vcpu} would be pinned to no CPU")
-            bad = sorted(c for c in cpus if not 0 <= c < host_cpus)
+            bad = sorted(c for c in cpus if not 0 <= c < size)
             if bad:
+                raise InvalidSetting(f"CPU(s) {bad} do not exist: the host has CPUs 0-{size - 1}")
+            if not cpus & online:
                 raise InvalidSetting(
-                    f"CPU(s) {bad} do not exist: the host has CPUs 0-{host_cpus - 1}"
+                    f"vCPU {vcpu} would be pinned to no online CPU (online: "
+                    f"{','.join(map(str, sorted(online)))})"
                 )
         dom = self._domain(uuid)
         for vcpu, cpus in enumerate(pinning.vcpus):
-            cpumap = tuple(c in cpus for c in range(host_cpus))
+            cpumap = tuple(c in cpus for c in range(size))
             with self._sorted(uuid):
                 dom.pinVcpu(vcpu, cpumap)
 

@@ -75,7 +75,7 @@ class SimulatorBackend:
             kind="simulator",
             uri=f"sim:///{self.host.scenario.name}",
             scheduler="credit",
-            cpus=self.host.pcpus,
+            cpu_ids=frozenset(range(self.host.pcpus)),
             weight_range=XEN_WEIGHT_RANGE,
             supports_cap=True,
             supports_dom0_pinning=True,

@@ -19,8 +19,9 @@ shared fairly. It changes one thing at a time and judges it:
    ``GIVE_BACK_COOLDOWN`` after a give-back that hurt.
    While findings persist after a kept change, the next step doubles the weight.
 3. *Pinning.* When dom0's weight is already high, or a raise did not help, and findings
-   persist with CPU to spare, dom0 is pinned to pCPU 0 and the domUs kept off it (after a
-   raise that did not help: at once, measured as the residual pin below). Also when a
+   persist with CPU to spare, dom0 is pinned to the first online pCPU and the domUs kept
+   off it, on a host that can pin dom0 (after a raise that did not help: at once,
+   measured as the residual pin below). Also when a
    kept raise cured the starvation but sharing stays short of fair (mean Jain under
    ``JAIN_FAIR`` over ``RESIDUAL_WINDOW`` ticks) or the link short of full (mean
    efficiency under ``EFFICIENCY_FULL``) with dom0 still busy and the domUs' CPU
@@ -203,8 +204,7 @@ def describe(actions: tuple[Action, ...], obs: Observation) -> str:
             parts.append(f"{a.name} weight {d.weight if d else '?'} -> {a.weight}")
         elif d is not None and d.is_dom0:
             cpus = ",".join(str(c) for c in sorted(frozenset().union(*a.pinning.vcpus)))
-            everywhere = frozenset(range(obs.host_cpus))
-            pinned = any(c != everywhere for c in a.pinning.vcpus)
+            pinned = a.pinning.is_pinned(obs.cpu_ids)
             parts.append(f"{a.name} pinned to pCPU {cpus}" if pinned else f"{a.name} unpinned")
     return "; ".join(parts)
 
@@ -554,6 +554,7 @@ class AdaptivePolicy:
             if (
                 not pinned
                 and not context.dom0_pin_manual
+                and context.can_pin_dom0
                 and obs.host_cpus >= 2
                 and (dom0.weight >= PIN_FROM_WEIGHT or not weight_free or raise_failed)
                 and assessment.idle_pct >= 50.0 / obs.host_cpus
@@ -571,7 +572,7 @@ class AdaptivePolicy:
         if unboost is not None:
             return unboost
         if st.cooldown == 0 and not pinned and not context.dom0_pin_manual:
-            residual = self._residual_pin_trial(obs, assessment, st, load)
+            residual = self._residual_pin_trial(obs, assessment, context, st, load)
             if residual is not None:
                 return residual
         if not weight_free:
@@ -590,7 +591,7 @@ class AdaptivePolicy:
             reason = f"less traffic to serve: estimate {estimate} for {sum(st.regime)} domUs"
             return self._weight_trial(dom0, target, "lower", reason, baseline)
         if st.clear >= GIVE_BACK_AFTER and assessment.idle_pct < IDLE_NEEDED_PCT:
-            if pinned and not context.dom0_pin_manual:
+            if pinned and not context.dom0_pin_manual and context.can_pin_dom0:
                 return self._unpin_trial(obs, baseline)
             target = max(wr.default, dom0.weight // 2)
             # Only as far as the credit arithmetic still covers what dom0 uses: below that,
@@ -703,25 +704,31 @@ class AdaptivePolicy:
     @staticmethod
     def _dom0_pinned(obs: Observation) -> bool:
         dom0 = obs.dom0()
-        everywhere = frozenset(range(obs.host_cpus))
-        return dom0 is not None and any(c != everywhere for c in dom0.pinning.vcpus)
+        return dom0 is not None and dom0.pinning.is_pinned(obs.cpu_ids)
 
     def _pin_trial(
         self, obs: Observation, baseline: float, evidence: str
     ) -> tuple[tuple[Action, ...], Trial]:
-        own = frozenset({0})
-        rest = frozenset(range(1, obs.host_cpus))
+        first = min(obs.cpu_ids)  # CPU 0 unless it is offline
+        own = frozenset({first})
+        rest = obs.cpu_ids - own
+        reason = f"pin dom0 to pCPU {first}: {evidence}"
         change: list[Action] = []
         revert: list[Action] = []
         for d in sorted(obs.domains, key=lambda d: d.uuid):
             target = Pinning(((own if d.is_dom0 else rest),) * d.vcpus)
             if d.pinning != target:
-                change.append(SetPinning(d.uuid, d.name, target, f"pin dom0 to pCPU 0: {evidence}"))
+                change.append(SetPinning(d.uuid, d.name, target, reason))
                 revert.append(SetPinning(d.uuid, d.name, d.pinning, "pinning did not help"))
         return tuple(change), Trial("pin", tuple(revert), baseline)
 
     def _residual_pin_trial(
-        self, obs: Observation, assessment: Assessment, st: AdaptiveState, load: Dom0Load
+        self,
+        obs: Observation,
+        assessment: Assessment,
+        context: PolicyContext,
+        st: AdaptiveState,
+        load: Dom0Load,
     ) -> tuple[tuple[Action, ...], Trial] | None:
         """Pin dom0 when a raised weight cured the starvation but not all the unfairness,
         or left the link short of full.
@@ -733,6 +740,7 @@ class AdaptivePolicy:
         """
         if (
             obs.host_cpus < 2
+            or not context.can_pin_dom0
             or st.kept != "raise"
             or len(st.fairness) < RESIDUAL_WINDOW
             or not load.busy
@@ -761,7 +769,7 @@ class AdaptivePolicy:
         )
 
     def _unpin_trial(self, obs: Observation, baseline: float) -> tuple[tuple[Action, ...], Trial]:
-        everywhere = frozenset(range(obs.host_cpus))
+        everywhere = obs.cpu_ids
         change: list[Action] = []
         revert: list[Action] = []
         for d in sorted(obs.domains, key=lambda d: d.uuid):
@@ -774,10 +782,15 @@ class AdaptivePolicy:
     def _keep_domus_off_dom0(self, obs: Observation, context: PolicyContext) -> tuple[Action, ...]:
         """While dom0 is pinned by the policy, a domU that appeared is kept off its pCPUs."""
         dom0 = obs.dom0()
-        if dom0 is None or context.dom0_pin_manual or not self._dom0_pinned(obs):
+        if (
+            dom0 is None
+            or context.dom0_pin_manual
+            or not context.can_pin_dom0
+            or not self._dom0_pinned(obs)
+        ):
             return ()
         own = frozenset().union(*dom0.pinning.vcpus)
-        rest = frozenset(range(obs.host_cpus)) - own
+        rest = obs.cpu_ids - own
         if not rest:
             return ()
         return tuple(
