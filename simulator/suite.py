@@ -16,6 +16,8 @@ worst is reported.
 
 from __future__ import annotations
 
+import itertools
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -277,16 +279,32 @@ def run_strategy(
     )
 
 
+#: How far below the settled aggregate (fraction of it) and how far from the settled Jain
+#: a sample may be and still count as settled, on a quiet host.
+AGGREGATE_BAND = 0.05
+JAIN_BAND = 0.03
+#: On a noisy host the bands widen to this many times the host's own interval-to-interval
+#: noise, and at most to this many times the quiet bands.
+NOISE_BANDS = 3.0
+MAX_WIDENING = 3.0
+
+
 def converge_intervals(samples: list[Sample]) -> int:
     """Intervals to settle after the worst disturbance.
 
     The run is cut into phases wherever the set of network domUs measured changes (the
     start is the first disturbance). Within a phase, a sample is settled when its aggregate
-    is within 5 % and its Jain within 0.03 of the phase's second-half means, and the phase
-    converges after k intervals when every sample from k to the middle of the phase is
-    settled. Only the first half is examined, so a phase unsettled up to its middle counts
-    about half its length: a large figure means "did not settle" for a phase that long.
-    Counting from each disturbance keeps a join at 30 s from being charged 15 intervals.
+    is no more than the aggregate band below, and its Jain within the Jain band of, the
+    phase's second-half means; the phase converges after k intervals when every sample
+    from k to the middle of the phase is settled. Only the first half is examined, so a
+    phase unsettled up to its middle counts about half its length: a large figure means
+    "did not settle" for a phase that long. Counting from each disturbance keeps a join at
+    30 s from being charged 15 intervals.
+
+    The bands are 5 % and 0.03, or three standard deviations of the host's own noise in
+    the second half where that is wider (capped at three times those): a host whose
+    aggregate swings 10 % between intervals under a fixed setting never stays within 5 %
+    of anything, and a narrower band would time the noise, not the settling.
     """
     return max((_settle_intervals(phase) for phase in _phases(samples)), default=0)
 
@@ -294,14 +312,33 @@ def converge_intervals(samples: list[Sample]) -> int:
 def _settle_intervals(phase: list[Sample]) -> int:
     half = len(phase) // 2
     second = phase[half:]
-    aggregate = sum(s.aggregate_mbps for s in second) / len(second)
-    jain = sum(s.jain for s in second) / len(second)
+    aggregates = [s.aggregate_mbps for s in second]
+    jains = [s.jain for s in second]
+    aggregate = sum(aggregates) / len(second)
+    jain = sum(jains) / len(second)
+    aggregate_band = _band(AGGREGATE_BAND * aggregate, aggregates)
+    jain_band = _band(JAIN_BAND, jains)
     k = half
-    while k > 0 and (
-        phase[k - 1].aggregate_mbps >= 0.95 * aggregate and abs(phase[k - 1].jain - jain) <= 0.03
+    while (
+        k > 0
+        and phase[k - 1].aggregate_mbps >= aggregate - aggregate_band
+        and abs(phase[k - 1].jain - jain) <= jain_band
     ):
         k -= 1
     return k
+
+
+def _band(quiet: float, settled: list[float]) -> float:
+    """``quiet``, or wider to cover the noise of the ``settled`` samples.
+
+    The noise is estimated from successive differences (their median over 0.954, which
+    is sigma for Gaussian noise), so one step within the settled half, a late change,
+    does not pass for noise the way it would inflate a standard deviation.
+    """
+    if len(settled) < 3:
+        return quiet
+    sigma = statistics.median(abs(b - a) for a, b in itertools.pairwise(settled)) / 0.954
+    return min(max(quiet, NOISE_BANDS * sigma), MAX_WIDENING * quiet)
 
 
 def _phases(samples: list[Sample]) -> list[list[Sample]]:

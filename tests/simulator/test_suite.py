@@ -107,6 +107,30 @@ def test_a_domu_replaced_by_another_is_a_disturbance_too() -> None:
     assert converge_intervals(before + swapped) == 3
 
 
+#: A host swinging about 10 % between intervals under a fixed setting.
+NOISE = (1.0, 0.9, 1.05, 0.93, 1.08, 0.95, 1.02, 0.9, 1.06, 0.92)
+
+
+def test_a_noisy_host_is_settled_within_its_own_noise() -> None:
+    """Swings of 10 % are noise on this host, not a failure to settle: with a band of
+    5 % alone this flat run would count 12 intervals."""
+    noisy = [sample(500 * f, 1.0) for f in NOISE * 3]
+    assert converge_intervals(noisy) == 0
+
+
+def test_a_step_still_counts_on_a_noisy_host() -> None:
+    """The band widens to the noise, at most to 15 %: a 40 % shortfall is not noise."""
+    noisy = [sample(300, 1.0)] * 3 + [sample(500 * f, 1.0) for f in NOISE * 3]
+    assert converge_intervals(noisy) == 3
+
+
+def test_a_late_step_does_not_pass_for_noise() -> None:
+    """One step inside the settled half is not noise: the band stays 5 % of its mean
+    (780, so from 741), where a standard deviation would have widened it to 15 %."""
+    late = [sample(680, 1.0)] * 2 + [sample(941, 1.0)] * 14 + [sample(700, 1.0)] * 8
+    assert converge_intervals(late) == 2
+
+
 def test_a_phase_that_never_settles_counts_half_its_length() -> None:
     swinging = [sample(941 if i % 2 else 400, 1.0) for i in range(20)]
     assert converge_intervals(swinging) == 9
