@@ -209,7 +209,8 @@ class Actuator:
                 records.append(self._record(original.name, "weight", change, reason, applied=True))
             if sched.cap != original.cap:
                 self.backend.set_cap(uuid, original.cap)
-            pinning = Pinning(tuple(frozenset(c) for c in original.pinning))
+            online = self.backend.info().cpu_ids
+            pinning = Pinning(tuple(frozenset(c) for c in original.pinning)).onto(online)
             current = self.backend.get_pinning(uuid)
             if original.pinning and current != pinning:
                 self.backend.set_pinning(uuid, pinning)

@@ -125,7 +125,19 @@ class Daemon:
                         uuid, dom.name, override.weight, "manual override (restart)"
                     )
             if self.state.dom0_pin:
-                self._apply_dom0_pin(frozenset(self.state.dom0_pin), list(live.values()))
+                pin = frozenset(self.state.dom0_pin)
+                online = self.host.cpu_ids
+                if pin <= online and pin != online and self.host.supports_dom0_pinning:
+                    self._apply_dom0_pin(pin, list(live.values()))
+                else:
+                    # CPUs taken offline since, or a host that cannot pin: the override
+                    # cannot hold, and keeping it would stop every start.
+                    log.warning(
+                        "manual dom0 pinning dropped: it no longer fits the host",
+                        dom0_pin=sorted(pin),
+                        online=format_cpu_list(online),
+                    )
+                    self.state.dom0_pin = None
             self.store.save(self.state)
             log.info(
                 "reconciled with saved state",
@@ -205,6 +217,18 @@ class Daemon:
             except BackendUnavailable as exc:
                 self._lost(exc)
                 return False
+            except BackendError as exc:
+                # Refused (a CPU of it went offline): it cannot hold, and retrying every
+                # tick would only repeat the error. Dropped once, as at a restart.
+                log.warning(
+                    "manual dom0 pinning dropped: the host refused it",
+                    domain=d.name,
+                    dom0_pin=sorted(cpus),
+                    error=str(exc),
+                )
+                self.state.dom0_pin = None
+                self.store.save(self.state)
+                return True
         return True
 
     def _context(self) -> PolicyContext:
@@ -387,6 +411,8 @@ class Daemon:
         return self._guard(run)
 
     def pin_dom0(self, cpus: frozenset[int]) -> str:
+        if not self.host.supports_dom0_pinning:
+            raise ControlError("unsupported", "this host does not allow pinning dom0")
         online = self.host.cpu_ids
         if not cpus or not cpus <= online:
             raise ControlError(
@@ -396,10 +422,10 @@ class Daemon:
             )
         if cpus == online:
             raise ControlError(
-                "invalid", "dom0 cannot have every CPU to itself: leave one to domUs"
+                "invalid",
+                f"cpus: must leave at least one of the online CPUs {format_cpu_list(online)} "
+                "to the domUs",
             )
-        if not self.host.supports_dom0_pinning:
-            raise ControlError("unsupported", "this host does not allow pinning dom0")
 
         def run() -> str:
             self._apply_dom0_pin(cpus, self.backend.list_domains())
@@ -426,15 +452,18 @@ class Daemon:
                 raise ControlError("not_found", "dom0 is not pinned by an override")
             self.state.dom0_pin = None
             self.store.save(self.state)
-            everywhere = self.host.cpu_ids
+            online = self.host.cpu_ids
             for d in self.backend.list_domains():
                 original = self.state.originals.get(d.uuid)
                 target = (
-                    Pinning(tuple(frozenset(c) for c in original.pinning))
+                    Pinning(tuple(frozenset(c) for c in original.pinning)).onto(online)
                     if original is not None and original.pinning
-                    else Pinning((everywhere,) * d.vcpus)
+                    else Pinning((online,) * d.vcpus)
                 )
-                self.actuator.set_pinning(d.uuid, d.name, target, "manual dom0 pinning removed")
+                try:
+                    self.actuator.set_pinning(d.uuid, d.name, target, "manual dom0 pinning removed")
+                except DomainGone:
+                    continue
             log.info("dom0 unpinned")
             return "dom0 unpinned; original affinities back"
 
@@ -529,7 +558,8 @@ class Daemon:
                     "kind": self.host.kind,
                     "uri": self.host.uri,
                     "scheduler": self.host.scheduler,
-                    "cpus": sorted(self.host.cpu_ids),
+                    "cpus": self.host.cpus,
+                    "cpu_ids": sorted(self.host.cpu_ids),
                     "connected": self.connected,
                     "last_error": self.last_error,
                 },

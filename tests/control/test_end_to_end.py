@@ -136,7 +136,7 @@ def test_status_lists_dom0_and_every_domu_with_rates(running: Daemon) -> None:
         assert domains[name]["cpu_pct"] is not None
     assert status["aggregate_mbps"] > 100
     assert status["backend"]["kind"] == "simulator"
-    assert status["backend"]["cpus"] == [0, 1]  # the online CPUs, by number
+    assert (status["backend"]["cpus"], status["backend"]["cpu_ids"]) == (2, [0, 1])
 
 
 def test_overrides_through_the_cli_then_sigterm_puts_everything_back(

@@ -89,6 +89,20 @@ def test_pinning_is_compact(pinning: object, shown: str) -> None:
     assert row(render_status(status), "web1")[6:][: len(shown.split())] == shown.split()
 
 
+@pytest.mark.parametrize(
+    ("pinning", "shown"),
+    [([[0, 2, 4]], "all"), ([list(range(8))], "all"), ([[0, 2]], "0,2"), ([[1, 3]], "1,3")],
+)
+def test_with_cpus_offline_an_affinity_holding_every_online_cpu_is_all(
+    pinning: object, shown: str
+) -> None:
+    """CPUs 0, 2 and 4 online of 0-7: the host reports an unpinned vCPU with all eight."""
+    status = sample_status()
+    status["backend"]["cpu_ids"] = [0, 2, 4]
+    status["domains"][1]["pinning"] = pinning
+    assert row(render_status(status), "web1")[6] == shown
+
+
 def test_only_the_last_actions_are_shown_newest_last() -> None:
     status = sample_status()
     status["actions"] = [

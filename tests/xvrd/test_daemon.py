@@ -244,6 +244,40 @@ def test_pinning_override_survives_restart(settings: Settings, backend: Simulato
     assert Pinning((frozenset({0, 1}),)) == backend.get_pinning(backend.host.domain(2).uuid)
 
 
+def test_a_saved_dom0_pinning_that_no_longer_fits_is_dropped_at_start(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dom0 pinned to CPU 2 of four; the host comes back with two CPUs. The override
+    cannot hold: it is dropped with a warning rather than stopping every start."""
+    four = SimulatorBackend.from_scenario(report_scenario("receive", n_domus=2, pcpus=4))
+    Daemon(settings, four).pin_dom0(frozenset({2}))
+    two = SimulatorBackend.from_scenario(report_scenario("receive", n_domus=2), speed=None)
+    daemon = Daemon(settings, two)
+    daemon.reconcile()
+    assert daemon.status()["dom0_pin"] is None
+    assert two.host.domain(0).pinning == (frozenset({0, 1}),)
+    assert "manual dom0 pinning dropped" in capsys.readouterr().out
+    assert Daemon(settings, two).state.dom0_pin is None  # saved
+
+
+def test_an_original_pinning_on_cpus_now_offline_goes_back_onto_the_online_ones(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """An original naming only CPUs that are offline now is put back as Xen treats such a
+    vCPU: on every online CPU, instead of failing the unpin or the restore."""
+    daemon = Daemon(settings, backend)
+    daemon.pin_dom0(frozenset({0}))
+    dom1, dom2 = (backend.host.domain(i).uuid for i in (1, 2))
+    for uuid in (dom1, dom2):
+        daemon.state.originals[uuid].pinning = [[5]]  # as if CPU 5 went offline since
+    daemon.unpin_dom0()
+    assert backend.host.domain(1).pinning == (frozenset({0, 1}),)
+    daemon.actuator.set_pinning(dom2, "dom2", Pinning((frozenset({1}),)), "test")
+    daemon.shutdown()
+    assert backend.host.domain(2).pinning == (frozenset({0, 1}),)
+    assert daemon.state.originals == {}
+
+
 def test_status_shows_an_operator_change_at_once(
     settings: Settings, backend: SimulatorBackend
 ) -> None:

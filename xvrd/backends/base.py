@@ -140,6 +140,11 @@ class Pinning:
             out |= cpus
         return out
 
+    def onto(self, online: frozenset[int]) -> Pinning:
+        """This pinning as the host can take it now: a vCPU none of whose CPUs is online
+        gets every online CPU, as Xen does to a vCPU whose last CPU is taken offline."""
+        return Pinning(tuple(cpus if cpus & online else online for cpus in self.vcpus))
+
     def is_pinned(self, online: frozenset[int]) -> bool:
         """Some vCPU is kept off an online CPU. Offline CPUs in an affinity do not count:
         Xen and libvirt report an unpinned vCPU with every CPU the map can hold set."""
@@ -184,7 +189,7 @@ class Backend(Protocol):
         ...
 
     def get_pinning(self, uuid: str) -> Pinning:
-        """Current vCPU affinity of one domain."""
+        """Current vCPU affinity of one domain; no vCPUs where the host cannot say."""
         ...
 
     def set_pinning(self, uuid: str, pinning: Pinning) -> None:

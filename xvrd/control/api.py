@@ -72,7 +72,7 @@ class ControlAPI(Protocol):
 #: Top-level keys of the status document (values may be null before the first full tick).
 STATUS_FIELDS = (
     "version",  # PROTOCOL_VERSION
-    "backend",  # {kind, uri, scheduler, cpus, connected, last_error}
+    "backend",  # {kind, uri, scheduler, cpus (count), cpu_ids (online), connected, last_error}
     "interval_s",
     "mode",  # "auto" or "advise"
     "policy",  # the policy's name: "adaptive" or "noop"

@@ -180,7 +180,9 @@ def _section(status: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _host_cpus(status: dict[str, Any]) -> frozenset[int] | None:
-    cpus = _section(status, "backend").get("cpus")
+    """The host's online CPUs: their numbers, or 0..n-1 from a document with only a count."""
+    backend = _section(status, "backend")
+    cpus = backend.get("cpu_ids", backend.get("cpus"))
     if isinstance(cpus, int) and not isinstance(cpus, bool):
         return frozenset(range(cpus))
     if isinstance(cpus, list) and all(isinstance(c, int) for c in cpus):
@@ -190,12 +192,12 @@ def _host_cpus(status: dict[str, Any]) -> frozenset[int] | None:
 
 def _pinning(pinning: object, host_cpus: frozenset[int] | None) -> str:
     """One CPU list when every vCPU has the same affinity, else one per vCPU; ``all`` for
-    an unpinned vCPU (affinity to every CPU of the host)."""
+    an unpinned vCPU (affinity to every online CPU of the host, offline ones aside)."""
     if not isinstance(pinning, list) or not pinning:
         return MISSING
     per_vcpu = [
         "all"
-        if host_cpus is not None and isinstance(cpus, list) and frozenset(cpus) == host_cpus
+        if host_cpus is not None and isinstance(cpus, list) and host_cpus <= frozenset(cpus)
         else format_cpu_list(cpus)
         for cpus in pinning
     ]

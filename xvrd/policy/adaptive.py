@@ -773,8 +773,9 @@ class AdaptivePolicy:
         change: list[Action] = []
         revert: list[Action] = []
         for d in sorted(obs.domains, key=lambda d: d.uuid):
-            target = Pinning((everywhere,) * d.vcpus)
-            if d.pinning != target:
+            # Only what is kept off a CPU: an affinity with offline CPUs in it is unpinned.
+            if d.pinning.is_pinned(everywhere):
+                target = Pinning((everywhere,) * d.vcpus)
                 change.append(SetPinning(d.uuid, d.name, target, "give CPU back: unpin dom0"))
                 revert.append(SetPinning(d.uuid, d.name, d.pinning, "unpinning hurt"))
         return tuple(change), Trial("unpin", tuple(revert), baseline)
