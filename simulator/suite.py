@@ -16,9 +16,9 @@ worst is reported.
 
 from __future__ import annotations
 
-import itertools
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from simulator.host import SimulatedHost
@@ -287,6 +287,8 @@ JAIN_BAND = 0.03
 #: noise, and at most to this many times the quiet bands.
 NOISE_BANDS = 3.0
 MAX_WIDENING = 3.0
+#: Fewest runs of three settled samples under one setting the noise is estimated from.
+MIN_TRIPLES = 3
 
 
 def converge_intervals(samples: list[Sample]) -> int:
@@ -316,8 +318,8 @@ def _settle_intervals(phase: list[Sample]) -> int:
     jains = [s.jain for s in second]
     aggregate = sum(aggregates) / len(second)
     jain = sum(jains) / len(second)
-    aggregate_band = _band(AGGREGATE_BAND * aggregate, aggregates)
-    jain_band = _band(JAIN_BAND, jains)
+    aggregate_band = _band(AGGREGATE_BAND * aggregate, second, lambda s: s.aggregate_mbps)
+    jain_band = _band(JAIN_BAND, second, lambda s: s.jain)
     k = half
     while (
         k > 0
@@ -328,17 +330,29 @@ def _settle_intervals(phase: list[Sample]) -> int:
     return k
 
 
-def _band(quiet: float, settled: list[float]) -> float:
-    """``quiet``, or wider to cover the noise of the ``settled`` samples.
+def _band(quiet: float, settled: list[Sample], value: Callable[[Sample], float]) -> float:
+    """``quiet``, or wider to cover the host's own noise in the ``settled`` samples.
 
-    The noise is estimated from successive differences (their median over 0.954, which
-    is sigma for Gaussian noise), so one step within the settled half, a late change,
-    does not pass for noise the way it would inflate a standard deviation.
+    The noise comes from second differences, x[i] - (x[i-1] + x[i+1]) / 2, over runs of
+    three samples under one dom0 setting: a steady drift (a ramp still climbing) cancels
+    out, a strategy's own change of setting is not taken for noise, and their median
+    ignores a single step (for independent Gaussian noise the median of their size is
+    0.826 sigma). Noise that flips sign every interval comes out about twice too large,
+    which the cap bounds. Under ``MIN_TRIPLES`` such runs, the band stays ``quiet``.
     """
-    if len(settled) < 3:
+    residuals = [
+        abs(value(b) - (value(a) + value(c)) / 2)
+        for a, b, c in zip(settled, settled[1:], settled[2:], strict=False)
+        if _setting(a) == _setting(b) == _setting(c)
+    ]
+    if len(residuals) < MIN_TRIPLES:
         return quiet
-    sigma = statistics.median(abs(b - a) for a, b in itertools.pairwise(settled)) / 0.954
+    sigma = statistics.median(residuals) / 0.826
     return min(max(quiet, NOISE_BANDS * sigma), MAX_WIDENING * quiet)
+
+
+def _setting(sample: Sample) -> tuple[int, bool]:
+    return sample.dom0_weight, sample.dom0_pinned
 
 
 def _phases(samples: list[Sample]) -> list[list[Sample]]:

@@ -131,6 +131,16 @@ def test_a_late_step_does_not_pass_for_noise() -> None:
     assert converge_intervals(late) == 2
 
 
+def test_swings_that_come_with_changes_of_setting_are_not_noise() -> None:
+    """The same swings with dom0's weight changing every interval are the strategy's
+    doing, not the host's: the band stays 5 %."""
+    flapping = [
+        Sample(0.0, 500 * f, 1.0, 256 << (i % 2), False, frozenset(range(4)))
+        for i, f in enumerate(NOISE * 3)
+    ]
+    assert converge_intervals(flapping) == 12
+
+
 def test_a_phase_that_never_settles_counts_half_its_length() -> None:
     swinging = [sample(941 if i % 2 else 400, 1.0) for i in range(20)]
     assert converge_intervals(swinging) == 9
