@@ -287,8 +287,8 @@ JAIN_BAND = 0.03
 #: noise, and at most to this many times the quiet bands.
 NOISE_BANDS = 3.0
 MAX_WIDENING = 3.0
-#: Fewest runs of three settled samples under one setting the noise is estimated from.
-MIN_TRIPLES = 3
+#: Fewest settled samples under the final setting the noise is estimated from.
+MIN_SETTLED = 5
 
 
 def converge_intervals(samples: list[Sample]) -> int:
@@ -304,7 +304,7 @@ def converge_intervals(samples: list[Sample]) -> int:
     30 s from being charged 15 intervals.
 
     The bands are 5 % and 0.03, or three standard deviations of the host's own noise in
-    the second half where that is wider (capped at three times those): a host whose
+    the second half where that is wider (capped at three times those; see `_band`): a host whose
     aggregate swings 10 % between intervals under a fixed setting never stays within 5 %
     of anything, and a narrower band would time the noise, not the settling.
     """
@@ -333,22 +333,17 @@ def _settle_intervals(phase: list[Sample]) -> int:
 def _band(quiet: float, settled: list[Sample], value: Callable[[Sample], float]) -> float:
     """``quiet``, or wider to cover the host's own noise in the ``settled`` samples.
 
-    The noise comes from second differences, x[i] - (x[i-1] + x[i+1]) / 2, over runs of
-    three samples under one dom0 setting: a steady drift (a ramp still climbing) cancels
-    out, a strategy's own change of setting is not taken for noise, and their median
-    ignores a single step (for independent Gaussian noise the median of their size is
-    0.826 sigma). Noise that flips sign every interval comes out about twice too large,
-    which the cap bounds. Under ``MIN_TRIPLES`` such runs, the band stays ``quiet``.
+    The noise is the standard deviation of the settled samples taken under the phase's
+    final dom0 setting: what the host does by itself once the strategy has stopped
+    changing it, slow wander included (a host's throughput drifts over several intervals
+    as often as it jitters), while a strategy's own changes of setting are not counted.
+    With fewer than ``MIN_SETTLED`` such samples, the band stays ``quiet``.
     """
-    residuals = [
-        abs(value(b) - (value(a) + value(c)) / 2)
-        for a, b, c in zip(settled, settled[1:], settled[2:], strict=False)
-        if _setting(a) == _setting(b) == _setting(c)
-    ]
-    if len(residuals) < MIN_TRIPLES:
+    final = _setting(settled[-1])
+    values = [value(s) for s in settled if _setting(s) == final]
+    if len(values) < MIN_SETTLED:
         return quiet
-    sigma = statistics.median(residuals) / 0.826
-    return min(max(quiet, NOISE_BANDS * sigma), MAX_WIDENING * quiet)
+    return min(max(quiet, NOISE_BANDS * statistics.pstdev(values)), MAX_WIDENING * quiet)
 
 
 def _setting(sample: Sample) -> tuple[int, bool]:
