@@ -432,6 +432,24 @@ def test_a_give_back_that_hurt_waits_twice_the_cooldown() -> None:
     assert trials[1] - trials[0] >= 2 * COOLDOWN
 
 
+def test_the_unpin_leaves_alone_what_is_not_pinned() -> None:
+    """Giving CPU back unpins dom0 and the domUs kept off its pCPU, and nothing else: not
+    dom8, whose affinity the host could not report."""
+    obs = pinned_observation(RATES)
+    domains = tuple(replace(d, pinning=Pinning(())) if d.name == "dom8" else d
+                    for d in obs.domains)  # fmt: skip
+    obs = replace(obs, domains=domains)
+    state: AdaptiveState | None = replace(AdaptiveState(), accepted=900.0, kept="pin")
+    policy = AdaptivePolicy()
+    for _ in range(GIVE_BACK_AFTER + 1):
+        decision = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state)
+        state = decision.state
+        if decision.actions:
+            break
+    unpinned = {a.name for a in decision.actions if isinstance(a, SetPinning)}
+    assert unpinned == {"Domain-0"} | {f"dom{i}" for i in range(1, 8)}
+
+
 def _weights_set_for_dom1(context: PolicyContext, ticks: int = 20) -> list[int]:
     """dom1 at 512 where the state file says xvrd found it at 256."""
     obs = _with_weight(observation(domus_cpu_pct=40.0), "dom1", 512)
