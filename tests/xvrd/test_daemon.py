@@ -244,19 +244,22 @@ def test_pinning_override_survives_restart(settings: Settings, backend: Simulato
     assert Pinning((frozenset({0, 1}),)) == backend.get_pinning(backend.host.domain(2).uuid)
 
 
-def test_a_saved_dom0_pinning_that_no_longer_fits_is_dropped_at_start(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.usefixtures("default_logging")
+def test_a_saved_dom0_pinning_that_no_longer_fits_is_dropped_at_start(settings: Settings) -> None:
     """dom0 pinned to CPU 2 of four; the host comes back with two CPUs. The override
     cannot hold: it is dropped with a warning rather than stopping every start."""
+    from structlog.testing import capture_logs
+
     four = SimulatorBackend.from_scenario(report_scenario("receive", n_domus=2, pcpus=4))
     Daemon(settings, four).pin_dom0(frozenset({2}))
     two = SimulatorBackend.from_scenario(report_scenario("receive", n_domus=2), speed=None)
     daemon = Daemon(settings, two)
-    daemon.reconcile()
+    with capture_logs() as logs:
+        daemon.reconcile()
     assert daemon.status()["dom0_pin"] is None
     assert two.host.domain(0).pinning == (frozenset({0, 1}),)
-    assert "manual dom0 pinning dropped" in capsys.readouterr().out
+    [dropped] = [e for e in logs if e["event"].startswith("manual dom0 pinning dropped")]
+    assert (dropped["log_level"], dropped["dom0_pin"], dropped["online"]) == ("warning", [2], "0-1")
     assert Daemon(settings, two).state.dom0_pin is None  # saved
 
 
