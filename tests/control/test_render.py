@@ -19,7 +19,9 @@ def row(table: str, name: str) -> list[str]:
 def test_a_full_status_shows_every_part() -> None:
     table = render_status(sample_status())
     assert "backend    simulator (sim://receive-3)" in table
-    assert "scheduler  credit    interval 2 s    last tick 0.4 s ago    ticks 7" in table
+    assert (
+        "scheduler  credit    CPUs 0-1    interval 2 s    last tick 0.4 s ago    ticks 7" in table
+    )
     assert "mode       auto    hold no    dom0 pinned -" in table
     assert row(table, "Domain-0") == [
         "Domain-0",
@@ -100,7 +102,9 @@ def test_with_cpus_offline_an_affinity_holding_every_online_cpu_is_all(
     status = sample_status()
     status["backend"]["cpu_ids"] = [0, 2, 4]
     status["domains"][1]["pinning"] = pinning
-    assert row(render_status(status), "web1")[6] == shown
+    table = render_status(status)
+    assert row(table, "web1")[6] == shown
+    assert "    CPUs 0,2,4    " in table
 
 
 def test_only_the_last_actions_are_shown_newest_last() -> None:

@@ -60,9 +60,11 @@ def _header(status: dict[str, Any]) -> list[str]:
         held = "no"
     else:
         held = MISSING
+    cpus = _host_cpus(status)
     return [
         f"backend    {kind} ({uri}){connection}",
         f"scheduler  {_text(backend.get('scheduler'))}"
+        f"    CPUs {format_cpu_list(sorted(cpus)) if cpus is not None else MISSING}"
         f"    interval {_num(status.get('interval_s'), 'g', ' s')}"
         f"    last tick {tick}    ticks {_text(status.get('ticks'))}",
         f"mode       {_text(status.get('mode'))}    hold {held}"
