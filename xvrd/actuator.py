@@ -90,6 +90,15 @@ class Actuator:
         self._advice_logged: dict[tuple[str, str], tuple[float, int]] = {}  # at, repeats
 
     # ------------------------------------------------------------------ originals
+    def original_pinning(self, uuid: str) -> Pinning | None:
+        """The affinity recorded before xvrd changed it, as the host can take it now (a
+        vCPU whose CPUs have all gone offline on every online one); None if none is."""
+        original = self.state.originals.get(uuid)
+        if original is None or not original.pinning:
+            return None
+        recorded = Pinning(tuple(frozenset(c) for c in original.pinning))
+        return recorded.onto(self.backend.info().cpu_ids)
+
     def remember(self, uuid: str, name: str) -> Original:
         """Record (and persist) a domain's current settings unless already recorded."""
         original = self.state.originals.get(uuid)
@@ -209,13 +218,15 @@ class Actuator:
                 records.append(self._record(original.name, "weight", change, reason, applied=True))
             if sched.cap != original.cap:
                 self.backend.set_cap(uuid, original.cap)
-            online = self.backend.info().cpu_ids
-            pinning = Pinning(tuple(frozenset(c) for c in original.pinning)).onto(online)
-            current = self.backend.get_pinning(uuid)
-            if original.pinning and current != pinning:
-                self.backend.set_pinning(uuid, pinning)
-                change = (pinning_text(current), pinning_text(pinning))
-                records.append(self._record(original.name, "pinning", change, reason, applied=True))
+            pinning = self.original_pinning(uuid)
+            if pinning is not None:
+                current = self.backend.get_pinning(uuid)
+                if current != pinning:
+                    self.backend.set_pinning(uuid, pinning)
+                    change = (pinning_text(current), pinning_text(pinning))
+                    records.append(
+                        self._record(original.name, "pinning", change, reason, applied=True)
+                    )
         except DomainGone:
             log.info("domain gone, nothing to restore", domain=original.name, uuid=uuid)
         del self.state.originals[uuid]

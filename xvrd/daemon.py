@@ -452,13 +452,9 @@ class Daemon:
                 raise ControlError("not_found", "dom0 is not pinned by an override")
             self.state.dom0_pin = None
             self.store.save(self.state)
-            online = self.host.cpu_ids
             for d in self.backend.list_domains():
-                original = self.state.originals.get(d.uuid)
-                target = (
-                    Pinning(tuple(frozenset(c) for c in original.pinning)).onto(online)
-                    if original is not None and original.pinning
-                    else Pinning((online,) * d.vcpus)
+                target = self.actuator.original_pinning(d.uuid) or Pinning(
+                    (self.host.cpu_ids,) * d.vcpus
                 )
                 try:
                     self.actuator.set_pinning(d.uuid, d.name, target, "manual dom0 pinning removed")
