@@ -126,8 +126,8 @@ class Daemon:
                     )
             if self.state.dom0_pin:
                 pin = frozenset(self.state.dom0_pin)
-                online = self.host.cpu_ids
-                if pin <= online and pin != online and self.host.supports_dom0_pinning:
+                refusal = self._dom0_pin_refusal(pin)
+                if refusal is None:
                     self._apply_dom0_pin(pin, list(live.values()))
                 else:
                     # CPUs taken offline since, or a host that cannot pin: the override
@@ -135,7 +135,8 @@ class Daemon:
                     log.warning(
                         "manual dom0 pinning dropped: it no longer fits the host",
                         dom0_pin=sorted(pin),
-                        online=format_cpu_list(online),
+                        online=format_cpu_list(self.host.cpu_ids),
+                        reason=refusal.message,
                     )
                     self.state.dom0_pin = None
             self.store.save(self.state)
@@ -410,22 +411,30 @@ class Daemon:
 
         return self._guard(run)
 
-    def pin_dom0(self, cpus: frozenset[int]) -> str:
+    def _dom0_pin_refusal(self, cpus: frozenset[int]) -> ControlError | None:
+        """Why dom0 cannot be pinned to ``cpus`` on this host, or None: the one rule for
+        an operator's request and for the pinning saved by an earlier run."""
         if not self.host.supports_dom0_pinning:
-            raise ControlError("unsupported", "this host does not allow pinning dom0")
+            return ControlError("unsupported", "this host does not allow pinning dom0")
         online = self.host.cpu_ids
         if not cpus or not cpus <= online:
-            raise ControlError(
+            return ControlError(
                 "invalid",
                 f"cpus: must be a non-empty subset of the online CPUs {format_cpu_list(online)}"
                 + (f"; not online: {format_cpu_list(cpus - online)}" if cpus - online else ""),
             )
         if cpus == online:
-            raise ControlError(
+            return ControlError(
                 "invalid",
                 f"cpus: must leave at least one of the online CPUs {format_cpu_list(online)} "
                 "to the domUs",
             )
+        return None
+
+    def pin_dom0(self, cpus: frozenset[int]) -> str:
+        refusal = self._dom0_pin_refusal(cpus)
+        if refusal is not None:
+            raise refusal
 
         def run() -> str:
             self._apply_dom0_pin(cpus, self.backend.list_domains())
