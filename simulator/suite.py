@@ -304,9 +304,9 @@ def converge_intervals(samples: list[Sample]) -> int:
     30 s from being charged 15 intervals.
 
     The bands are 5 % and 0.03, or three standard deviations of the host's own noise in
-    the second half where that is wider (capped at three times those; see `_band`): a host whose
-    aggregate swings 10 % between intervals under a fixed setting never stays within 5 %
-    of anything, and a narrower band would time the noise, not the settling.
+    the second half where that is wider (capped at three times those; see `_band`): a
+    host whose aggregate swings 10 % between intervals under a fixed setting never stays
+    within 5 % of anything, and a narrower band would time the noise, not the settling.
     """
     return max((_settle_intervals(phase) for phase in _phases(samples)), default=0)
 
@@ -314,10 +314,8 @@ def converge_intervals(samples: list[Sample]) -> int:
 def _settle_intervals(phase: list[Sample]) -> int:
     half = len(phase) // 2
     second = phase[half:]
-    aggregates = [s.aggregate_mbps for s in second]
-    jains = [s.jain for s in second]
-    aggregate = sum(aggregates) / len(second)
-    jain = sum(jains) / len(second)
+    aggregate = statistics.fmean(s.aggregate_mbps for s in second)
+    jain = statistics.fmean(s.jain for s in second)
     aggregate_band = _band(AGGREGATE_BAND * aggregate, second, lambda s: s.aggregate_mbps)
     jain_band = _band(JAIN_BAND, second, lambda s: s.jain)
     k = half
