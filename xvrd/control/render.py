@@ -19,8 +19,9 @@ ACTIONS_SHOWN = 10
 
 
 def render_status(status: dict[str, Any]) -> str:
-    lines = [*_header(status), ""]
-    lines += _domain_table(status.get("domains"), _host_cpus(status))
+    host_cpus = _host_cpus(status)
+    lines = [*_header(status, host_cpus), ""]
+    lines += _domain_table(status.get("domains"), host_cpus)
     lines.append("")
     lines.append(
         "  ".join(
@@ -39,7 +40,7 @@ def render_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _header(status: dict[str, Any]) -> list[str]:
+def _header(status: dict[str, Any], host_cpus: frozenset[int] | None) -> list[str]:
     backend = _section(status, "backend")
     kind, uri = _text(backend.get("kind")), _text(backend.get("uri"))
     connection = ""
@@ -60,11 +61,10 @@ def _header(status: dict[str, Any]) -> list[str]:
         held = "no"
     else:
         held = MISSING
-    cpus = _host_cpus(status)
     return [
         f"backend    {kind} ({uri}){connection}",
         f"scheduler  {_text(backend.get('scheduler'))}"
-        f"    CPUs {format_cpu_list(sorted(cpus)) if cpus is not None else MISSING}"
+        f"    CPUs {format_cpu_list(host_cpus)}"
         f"    interval {_num(status.get('interval_s'), 'g', ' s')}"
         f"    last tick {tick}    ticks {_text(status.get('ticks'))}",
         f"mode       {_text(status.get('mode'))}    hold {held}"
