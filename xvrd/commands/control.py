@@ -153,7 +153,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     unset.add_argument("domain", type=domain_arg, metavar="DOMAIN", help="name, UUID or ID")
 
     pin = add("pin-dom0", "pin dom0's vCPUs to CPUS and keep domUs off them", _pin_dom0)
-    pin.add_argument("cpus", type=cpus_arg, metavar="CPUS", help="e.g. 0 or 0,1 or 0-1")
+    pin.add_argument(
+        "cpus",
+        type=cpus_arg,
+        metavar="CPUS",
+        help="online CPUs, at least one left to the domUs: e.g. 0 or 0,1 or 0-1",
+    )
 
     add("unpin-dom0", "drop the dom0 pinning; restore the original affinities", _simple)
     hold = add("hold", "stop all automatic changes until `xvrd resume`", _hold)
