@@ -21,12 +21,12 @@ validation changes nothing. ``args`` may be omitted for commands that take none.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from xvrd.control.api import PROTOCOL_VERSION, ControlError
+from xvrd.ranges import format_ranges, parse_ranges
 
 #: Largest request the server reads; anything longer is refused and the connection closed.
 MAX_REQUEST_BYTES = 64 * 1024
@@ -237,40 +237,18 @@ def decode_response(raw: bytes) -> Any:
 
 # --- CPU lists as operators type them ----------------------------------------------------------
 
-_CPU_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
-
 
 def parse_cpu_list(text: str) -> frozenset[int]:
     """``"0"``, ``"0,1"``, ``"0-3,6"`` to a set of CPU numbers; ValueError says what is accepted."""
-    accepted = f"a list of CPU numbers 0..{CPU_MAX} and ranges, e.g. 0 or 0,1 or 0-3,6"
-    cpus: set[int] = set()
-    items = text.strip().split(",")
-    for item in items:
-        match = _CPU_ITEM.match(item.strip())
-        if match is None:
-            raise ValueError(f"{text!r} is not {accepted}")
-        first = int(match.group(1))
-        last = int(match.group(2)) if match.group(2) is not None else first
-        if last < first or last > CPU_MAX:
-            raise ValueError(f"{text!r} is not {accepted}")
-        cpus.update(range(first, last + 1))
-    return frozenset(cpus)
+    try:
+        return parse_ranges(text, CPU_MAX)
+    except ValueError as exc:
+        accepted = f"a list of CPU numbers 0..{CPU_MAX} and ranges, e.g. 0 or 0,1 or 0-3,6"
+        raise ValueError(f"{text!r} is not {accepted}: {exc}") from None
 
 
 def format_cpu_list(cpus: object) -> str:
     """The inverse of `parse_cpu_list` for display: ``[0, 1, 2, 5]`` to ``"0-2,5"``."""
-    if not isinstance(cpus, list | tuple | set | frozenset) or not cpus:
+    if not isinstance(cpus, list | tuple | set | frozenset):
         return "-"
-    numbers = sorted(c for c in cpus if isinstance(c, int) and not isinstance(c, bool))
-    if not numbers:
-        return "-"
-    parts: list[str] = []
-    start = prev = numbers[0]
-    for cpu in [*numbers[1:], None]:
-        if cpu is not None and cpu == prev + 1:
-            prev = cpu
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if cpu is not None:
-            start = prev = cpu
-    return ",".join(parts)
+    return format_ranges(c for c in cpus if isinstance(c, int) and not isinstance(c, bool)) or "-"

@@ -1,0 +1,50 @@
+"""Number lists as operators type them (CPUs, seeds)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from xvrd.ranges import format_ranges, parse_ranges
+
+
+@pytest.mark.parametrize(
+    ("text", "numbers"),
+    [("0", {0}), (" 3 ", {3}), ("0,1", {0, 1}), ("0-3,6", {0, 1, 2, 3, 6}), ("2-2,1", {1, 2})],
+)
+def test_lists_and_ranges(text: str, numbers: set[int]) -> None:
+    assert parse_ranges(text, maximum=10) == numbers
+    assert parse_ranges(format_ranges(numbers), maximum=10) == numbers
+
+
+@pytest.mark.parametrize(
+    ("text", "fault"),
+    [
+        ("", "'' is not a number or a range"),
+        ("a", "'a' is not a number"),
+        ("1,", "'' is not a number"),
+        ("-1", "'-1' is not a number"),
+        ("1.5", "'1.5' is not a number"),
+        ("0--2", "'0--2' is not a number"),
+        ("3-1", "'3-1' runs backwards"),
+        ("0-11", "'0-11' goes above 10"),
+        ("1,11", "'11' goes above 10"),
+    ],
+)
+def test_refused_naming_the_item(text: str, fault: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(fault)):
+        parse_ranges(text, maximum=10)
+
+
+def test_a_huge_range_is_refused_before_it_is_expanded() -> None:
+    with pytest.raises(ValueError, match="makes more than 100"):
+        parse_ranges(f"0-{2**62}", maximum=2**63 - 1, max_count=100)
+    with pytest.raises(ValueError, match="'60-110' makes more than 100"):
+        parse_ranges("0-50,60-110", maximum=1000, max_count=100)
+    assert len(parse_ranges("0-99,0-99", maximum=1000, max_count=100)) == 100
+
+
+def test_format_collapses_runs() -> None:
+    assert format_ranges([5, 0, 1, 2, 2]) == "0-2,5"
+    assert format_ranges([]) == ""
