@@ -22,6 +22,7 @@ from simulator.scenario import (
     report_scenario,
 )
 from xvrd.exits import EX_CONFIG
+from xvrd.ranges import format_ranges, parse_ranges
 
 EX_CALIBRATION = 1  # some cell is out of tolerance
 DEFAULT_STRATEGIES = "default,formula,adaptive,oracle"
@@ -33,12 +34,13 @@ _FLAGS = {
     "dom0_weight": "--dom0-weight", "domu_weight": "--domu-weight", "pcpus": "--pcpus",
     "duration": "--duration", "warmup": "--warmup", "policy": "--policy",
     "strategies": "--strategies", "quick": "--quick", "plot": "--plot",
+    "scenarios": "--scenarios", "seeds": "--seeds",
 }  # fmt: skip
 _READS = {
     "run": {"scenario", "workload", "domus", "dom0_weight", "domu_weight", "pcpus",
             "duration", "warmup", "policy"},
     "calibrate": {"duration", "warmup"},
-    "suite": {"duration", "strategies", "quick", "plot"},
+    "suite": {"duration", "strategies", "quick", "plot", "scenarios", "seeds"},
 }  # fmt: skip
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -81,6 +83,21 @@ def _int_in(low: int, high: int) -> Any:
     return parse
 
 
+#: The most seeds one suite run takes: each one repeats every run.
+MAX_SEEDS = 100
+SEED_MAX = 2**63 - 1
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        return sorted(parse_ranges(text, SEED_MAX, max_count=MAX_SEEDS))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"must be seeds from 0 to 2**63-1 as a list and ranges, at most {MAX_SEEDS} of "
+            f"them, e.g. 0-4 or 1,5,9 (got {text!r}: {exc})"
+        ) from None
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "simulate",
@@ -111,7 +128,7 @@ def register(sub: Any) -> None:
     p.add_argument("--pcpus", type=_int_in(1, 256), help="physical CPUs")
     p.add_argument("--duration", type=_positive_float, help="simulated seconds measured")
     p.add_argument("--warmup", type=_non_negative_float, help="simulated seconds before")
-    p.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0, help="random seed")
+    p.add_argument("--seed", type=_int_in(0, SEED_MAX), help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
         "--policy",
@@ -127,6 +144,15 @@ def register(sub: Any) -> None:
     )
     suite.add_argument("--quick", action="store_true", help="one scenario of each kind")
     suite.add_argument("--plot", metavar="DIR", help="write PNG timelines (needs matplotlib)")
+    suite.add_argument(
+        "--scenarios", metavar="NAMES", help="comma-separated: run only these suite scenarios"
+    )
+    suite.add_argument(
+        "--seeds",
+        type=_seed_list,
+        metavar="LIST",
+        help="run everything once per seed (e.g. 0-4) and add the spread over seeds",
+    )
     p.set_defaults(func=main)
 
 
@@ -201,7 +227,7 @@ def _run(args: argparse.Namespace) -> int:
         from simulator.closed_loop import adaptive_controller
 
         controller = adaptive_controller
-    result = run(scenario, seed=args.seed, controller=controller)
+    result = run(scenario, seed=args.seed or 0, controller=controller)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -213,7 +239,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from simulator.calibration import checks, default_runner
 
     started = time.perf_counter()
-    runner = default_runner(args.duration or 10.0, args.warmup or 3.0, args.seed)
+    runner = default_runner(args.duration or 10.0, args.warmup or 3.0, args.seed or 0)
     results = list(checks(runner))
     failed = [c for c in results if c.ok is False]
     if args.json:
@@ -236,45 +262,86 @@ def _calibrate(args: argparse.Namespace) -> int:
     return EX_CALIBRATION if failed else 0
 
 
-def _suite(args: argparse.Namespace) -> int:
-    from simulator.suite import run_suite, suite_scenarios
+def _suite_error(flags: str, message: str) -> int:
+    print(f"xvrd simulate suite: {flags}: {message}", file=sys.stderr)
+    return EX_CONFIG
 
+
+def _suite(args: argparse.Namespace) -> int:
+    from simulator.suite import run_suite, spread, suite_scenarios
+
+    if args.seeds is not None and args.seed is not None:
+        return _suite_error("--seed, --seeds", "give one of them")
+    if args.scenarios is not None and args.quick:
+        return _suite_error("--quick, --scenarios", "give one of them")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("xvrd simulate suite: --plot needs matplotlib: pip install 'xvrd[plot]'",
-                  file=sys.stderr)  # fmt: skip
-            return EX_CONFIG
+            return _suite_error("--plot", "needs matplotlib: pip install 'xvrd[plot]'")
     scenarios = suite_scenarios(quick=args.quick)
+    if args.scenarios is not None:
+        by_name = {s.name: s for s in scenarios}
+        names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+        unknown = [n for n in names if n not in by_name]
+        if unknown or not names:
+            what = f"unknown scenario {unknown[0]!r}" if unknown else "name at least one"
+            return _suite_error("--scenarios", f"{what}; known: {', '.join(by_name)}")
+        scenarios = [by_name[n] for n in dict.fromkeys(names)]
     if args.duration is not None:
         scenarios = [s.model_copy(update={"duration_s": args.duration}) for s in scenarios]
     chosen = args.strategies or DEFAULT_STRATEGIES
     strategies = [s.strip() for s in chosen.split(",") if s.strip()]
+    seeds = args.seeds if args.seeds is not None else [args.seed or 0]
     try:
-        results = run_suite(scenarios, strategies, seed=args.seed)
+        results = run_suite(scenarios, strategies, seeds=seeds)
     except ValueError as exc:
-        print(f"xvrd simulate suite: --strategies: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return _suite_error("--strategies", str(exc))
     if args.plot:
         from simulator.plot import plot_timelines
 
         for path in plot_timelines(results, args.plot):
             print(f"wrote {path}", file=sys.stderr)
+    spreads = spread(results) if len(seeds) > 1 else []
     if args.json:
-        print(json.dumps({"results": [r.to_json() for r in results]}, indent=2))
+        out: dict[str, object] = {"results": [r.to_json() for r in results]}
+        if spreads:
+            out["spread"] = [s.to_json() for s in spreads]
+        print(json.dumps(out, indent=2))
         return 0
-    header = (
-        f"{'scenario':<28} {'strategy':<9} {'Mb/s':>7} {'Jain':>6} {'eff':>6} "
-        f"{'converge':>8} {'changes':>7}  setting"
-    )
-    print(header)
+    seed_col = len(seeds) > 1
+    print(
+        f"{'scenario':<28} {'strategy':<9} " + (f"{'seed':>5} " if seed_col else "")
+        + f"{'Mb/s':>7} {'Jain':>6} {'eff':>6} {'converge':>8} {'changes':>7}  setting"
+    )  # fmt: skip
     for r in results:
         print(
-            f"{r.scenario:<28} {r.strategy:<9} {r.aggregate_mbps:7.1f} {r.jain:6.3f} "
-            f"{r.efficiency:6.3f} {r.converge_intervals:>8} {r.changes:>7}  {r.setting}"
+            f"{r.scenario:<28} {r.strategy:<9} " + (f"{r.seed:>5} " if seed_col else "")
+            + f"{r.aggregate_mbps:7.1f} {r.jain:6.3f} {r.efficiency:6.3f} "
+            f"{r.converge_intervals:>8} {r.changes:>7}  {r.setting}"
+        )  # fmt: skip
+    if spreads:
+        print(f"\nspread over seeds {format_ranges(seeds)}: mean [lowest-highest] of Mb/s and "
+              "Jain, median [lowest-highest] of converge and changes")  # fmt: skip
+        print(
+            f"{'scenario':<28} {'strategy':<9} {'Mb/s':>19} {'Jain':>21} "
+            f"{'converge':>13} {'changes':>13}"
         )
+        for sp in spreads:
+            low, mean, high = sp.aggregate_mbps
+            jlow, jmean, jhigh = sp.jain
+            mbps = f"{mean:.1f} [{low:.0f}-{high:.0f}]"
+            jain = f"{jmean:.3f} [{jlow:.3f}-{jhigh:.3f}]"
+            print(
+                f"{sp.scenario:<28} {sp.strategy:<9} {mbps:>19} {jain:>21} "
+                f"{_median_range(sp.converge_intervals):>13} {_median_range(sp.changes):>13}"
+            )
     return 0
+
+
+def _median_range(figures: tuple[int, float, int]) -> str:
+    low, median, high = figures
+    return f"{median:g} [{low}-{high}]"
 
 
 def main(args: argparse.Namespace) -> int:

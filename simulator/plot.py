@@ -12,7 +12,8 @@ from simulator.suite import SuiteResult
 
 
 def plot_timelines(results: list[SuiteResult], directory: str) -> list[Path]:
-    """One PNG per scenario, one line per strategy; returns the files written."""
+    """One PNG per scenario (and seed, where there are several), one line per strategy;
+    returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,11 +21,13 @@ def plot_timelines(results: list[SuiteResult], directory: str) -> list[Path]:
 
     out_dir = Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
-    by_scenario: dict[str, list[SuiteResult]] = defaultdict(list)
+    by_run: dict[tuple[str, int], list[SuiteResult]] = defaultdict(list)
     for r in results:
-        by_scenario[r.scenario].append(r)
+        by_run[(r.scenario, r.seed)].append(r)
+    several_seeds = len({seed for _, seed in by_run}) > 1
     written = []
-    for scenario, runs in by_scenario.items():
+    for (scenario, seed), runs in by_run.items():
+        title = f"{scenario}, seed {seed}" if several_seeds else scenario
         fig, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 7))
         for r in runs:
             t = [s.t_s for s in r.timeline]
@@ -38,9 +41,9 @@ def plot_timelines(results: list[SuiteResult], directory: str) -> list[Path]:
         axes[2].set_ylim(0, 1.05)
         axes[2].set_xlabel("simulated seconds")
         axes[0].legend(loc="best", fontsize="small")
-        fig.suptitle(scenario)
+        fig.suptitle(title)
         fig.tight_layout()
-        path = out_dir / f"{scenario}.png"
+        path = out_dir / (f"{scenario}-seed{seed}.png" if several_seeds else f"{scenario}.png")
         fig.savefig(path, dpi=80)
         plt.close(fig)
         written.append(path)

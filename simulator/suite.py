@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from simulator.host import SimulatedHost
@@ -76,11 +76,13 @@ class SuiteResult:
     setting: str
     timeline: tuple[Sample, ...] = field(repr=False)
     wall_seconds: float = 0.0
+    seed: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
             "scenario": self.scenario,
             "strategy": self.strategy,
+            "seed": self.seed,
             "aggregate_mbps": round(self.aggregate_mbps, 1),
             "jain": round(self.jain, 4),
             "efficiency": round(self.efficiency, 4),
@@ -276,6 +278,7 @@ def run_strategy(
         setting=setting,
         timeline=tuple(samples),
         wall_seconds=time.perf_counter() - started,
+        seed=seed,
     )
 
 
@@ -381,27 +384,86 @@ def oracle(scenario: Scenario, seed: int = 0) -> SuiteResult:
     )
 
 
-def run_suite(scenarios: list[Scenario], strategies: list[str], seed: int = 0) -> list[SuiteResult]:
-    """Every scenario under every strategy, in order."""
+def run_suite(
+    scenarios: list[Scenario], strategies: list[str], seeds: Sequence[int] = (0,)
+) -> list[SuiteResult]:
+    """Every scenario under every strategy, once per seed, in that order."""
     _builtin_controllers()
+    known = ["default", "formula", "oracle", *controllers()]
+    unknown = [s for s in strategies if s not in known]
+    if unknown:
+        raise ValueError(f"unknown strategy {unknown[0]!r}; known: {', '.join(known)}")
     results = []
     for scenario in scenarios:
         for strategy in strategies:
-            if strategy == "default":
-                results.append(run_strategy(scenario, "default", seed=seed))
-            elif strategy == "formula":
-                weights = [d.weight for d in scenario.domains if d.workload in NETWORK_WORKLOADS
-                           for _ in range(d.count) if d.start_s == 0]  # fmt: skip
-                results.append(
-                    run_strategy(
-                        scenario, "formula", dom0_weight=formula_weight(weights), seed=seed
-                    )
-                )
-            elif strategy == "oracle":
-                results.append(oracle(scenario, seed=seed))
-            elif strategy in _CONTROLLERS:
-                results.append(run_strategy(scenario, strategy, seed=seed))
-            else:
-                known = ", ".join(["default", "formula", "oracle", *controllers()])
-                raise ValueError(f"unknown strategy {strategy!r}; known: {known}")
+            for seed in seeds:
+                results.append(_run_one(scenario, strategy, seed))
     return results
+
+
+def _run_one(scenario: Scenario, strategy: str, seed: int) -> SuiteResult:
+    if strategy == "formula":
+        weights = [d.weight for d in scenario.domains if d.workload in NETWORK_WORKLOADS
+                   for _ in range(d.count) if d.start_s == 0]  # fmt: skip
+        return run_strategy(scenario, "formula", dom0_weight=formula_weight(weights), seed=seed)
+    if strategy == "oracle":
+        return oracle(scenario, seed=seed)
+    return run_strategy(scenario, strategy, seed=seed)  # "default" or a controller
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One scenario under one strategy across seeds: how much of a figure is the seed's."""
+
+    scenario: str
+    strategy: str
+    seeds: tuple[int, ...]
+    aggregate_mbps: tuple[float, float, float]  # lowest, mean, highest
+    jain: tuple[float, float, float]
+    converge_intervals: tuple[int, float, int]  # lowest, median, highest
+    changes: tuple[int, float, int]
+
+    def to_json(self) -> dict[str, object]:
+        def rounded(figures: tuple[float, float, float], digits: int) -> dict[str, float]:
+            return dict(
+                zip(("min", "mean", "max"), (round(f, digits) for f in figures), strict=True)
+            )
+
+        def counts(figures: tuple[int, float, int]) -> dict[str, float]:
+            return dict(zip(("min", "median", "max"), figures, strict=True))
+
+        return {
+            "scenario": self.scenario,
+            "strategy": self.strategy,
+            "seeds": list(self.seeds),
+            "aggregate_mbps": rounded(self.aggregate_mbps, 1),
+            "jain": rounded(self.jain, 4),
+            "converge_intervals": counts(self.converge_intervals),
+            "changes": counts(self.changes),
+        }
+
+
+def spread(results: list[SuiteResult]) -> list[Spread]:
+    """Group the runs by scenario and strategy (first-seen order) and summarise each group."""
+    groups: dict[tuple[str, str], list[SuiteResult]] = {}
+    for r in results:
+        groups.setdefault((r.scenario, r.strategy), []).append(r)
+
+    def mean_range(values: list[float]) -> tuple[float, float, float]:
+        return min(values), statistics.fmean(values), max(values)
+
+    def median_range(values: list[int]) -> tuple[int, float, int]:
+        return min(values), statistics.median(values), max(values)
+
+    return [
+        Spread(
+            scenario=scenario,
+            strategy=strategy,
+            seeds=tuple(r.seed for r in runs),
+            aggregate_mbps=mean_range([r.aggregate_mbps for r in runs]),
+            jain=mean_range([r.jain for r in runs]),
+            converge_intervals=median_range([r.converge_intervals for r in runs]),
+            changes=median_range([r.changes for r in runs]),
+        )
+        for (scenario, strategy), runs in groups.items()
+    ]

@@ -6,17 +6,21 @@ import json
 from pathlib import Path
 
 import pytest
+from pytest_mock import MockerFixture
 
+import simulator.suite
 from simulator.host import SimulatedHost
 from simulator.scenario import parse_scenario, report_scenario
 from simulator.suite import (
     Sample,
+    SuiteResult,
     converge_intervals,
     formula_weight,
     oracle,
     register_controller,
     run_strategy,
     run_suite,
+    spread,
     suite_scenarios,
 )
 from xvrd.cli import main
@@ -186,3 +190,93 @@ def test_suite_cli_prints_json_and_plots(
     data = json.loads(capsys.readouterr().out)
     assert {r["scenario"] for r in data["results"]} >= {"receive-8", "join-leave"}
     assert (tmp_path / "receive-8.png").stat().st_size > 1000
+
+
+def _result(seed: int, aggregate: float, jain: float, converge: int, changes: int) -> SuiteResult:
+    return SuiteResult(
+        scenario="s", strategy="adaptive", aggregate_mbps=aggregate, jain=jain,
+        efficiency=aggregate / 941.5, converge_intervals=converge, changes=changes,
+        setting="closed loop", timeline=(), seed=seed,
+    )  # fmt: skip
+
+
+def test_spread_summarises_each_scenario_and_strategy_across_seeds() -> None:
+    runs = [
+        _result(0, 500.0, 0.9, 12, 4),
+        _result(1, 600.0, 1.0, 6, 6),
+        _result(2, 700.0, 0.95, 3, 5),
+    ]
+    (sp,) = spread(runs)
+    assert sp.seeds == (0, 1, 2)
+    assert sp.aggregate_mbps == (500.0, 600.0, 700.0)
+    assert sp.jain == pytest.approx((0.9, 0.95, 1.0))
+    assert sp.converge_intervals == (3, 6, 12)  # a median: one unlucky seed does not move it
+    assert sp.changes == (4, 5, 6)
+    assert sp.to_json()["converge_intervals"] == {"min": 3, "median": 6, "max": 12}
+
+
+def test_each_seed_is_its_own_run() -> None:
+    scenario = report_scenario("receive", n_domus=2, duration_s=4, warmup_s=0)
+    runs = run_suite([scenario], ["default"], seeds=[0, 1])
+    assert [r.seed for r in runs] == [0, 1]
+    assert runs[0].timeline != runs[1].timeline  # the seed reaches the host
+    assert run_suite([scenario], ["default"], seeds=[1])[0].timeline == runs[1].timeline
+
+
+def test_an_unknown_strategy_is_refused_before_anything_runs(mocker: MockerFixture) -> None:
+    ran = mocker.spy(simulator.suite, "run_strategy")
+    with pytest.raises(ValueError, match="unknown strategy 'magic'"):
+        run_suite(suite_scenarios(quick=True), ["default", "magic"])
+    assert ran.call_count == 0
+
+
+def test_suite_cli_runs_named_scenarios_over_seeds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(
+        ["simulate", "suite", "--scenarios", "receive-2", "--seeds", "0-1", "--duration", "4",
+         "--strategies", "default", "--json", "--plot", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(r["scenario"], r["seed"]) for r in data["results"]] == [
+        ("receive-2", 0),
+        ("receive-2", 1),
+    ]
+    (sp,) = data["spread"]
+    assert sp["seeds"] == [0, 1]
+    mbps = [r["aggregate_mbps"] for r in data["results"]]
+    assert sp["aggregate_mbps"]["min"] == min(mbps)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "receive-2-seed0.png",
+        "receive-2-seed1.png",
+    ]
+    code = main(["simulate", "suite", "--scenarios", "receive-2", "--seeds", "3,1",
+                 "--duration", "2", "--strategies", "default"])  # fmt: skip
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "spread over seeds 1,3" in table
+    assert table.index("receive-2                    default       1") < table.index("       3 ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--scenarios", "receive-2,nope"], "--scenarios: unknown scenario 'nope'; known: send-1,"),
+        (["--scenarios", ","], "--scenarios: name at least one; known: send-1,"),
+        (["--scenarios", "receive-2", "--quick"], "--quick, --scenarios: give one of them"),
+        (["--seeds", "0-2", "--seed", "1"], "--seed, --seeds: give one of them"),
+    ],
+)
+def test_suite_cli_refuses_bad_selections(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", "suite", *argv]) == 78
+    assert message in capsys.readouterr().err
+
+
+def test_suite_cli_refuses_a_bad_seed_list(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "suite", "--seeds", "0-1000"])
+    assert exc.value.code == 2
+    assert "--seeds: must be seeds from 0 to 2**63-1" in capsys.readouterr().err
