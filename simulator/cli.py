@@ -3,6 +3,7 @@
 xvrd simulate --workload receive --domus 8 [--dom0-weight 2048] [--json]
 xvrd simulate --scenario FILE [--duration 60] [--seed 3]
 xvrd simulate calibrate [--json]
+xvrd simulate suite [--quick | --scenarios NAMES] [--seeds 0-4] [--json] [--plot DIR]
 """
 
 from __future__ import annotations
