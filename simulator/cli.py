@@ -3,7 +3,8 @@
 xvrd simulate --workload receive --domus 8 [--dom0-weight 2048] [--json]
 xvrd simulate --scenario FILE [--duration 60] [--seed 3]
 xvrd simulate calibrate [--json]
-xvrd simulate suite [--quick | --scenarios NAMES] [--seeds 0-4] [--json] [--plot DIR]
+xvrd simulate suite [--quick | --scenarios NAMES] [--strategies LIST] [--duration S]
+                    [--seed N | --seeds 0-4] [--json] [--plot DIR]
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulator.report import RunResult, link_goodput_mbps, run
 from simulator.scenario import (
@@ -24,6 +25,9 @@ from simulator.scenario import (
 )
 from xvrd.exits import EX_CONFIG
 from xvrd.ranges import format_ranges, parse_ranges
+
+if TYPE_CHECKING:
+    from simulator.suite import Spread, SuiteResult
 
 EX_CALIBRATION = 1  # some cell is out of tolerance
 DEFAULT_STRATEGIES = "default,formula,adaptive,oracle"
@@ -269,7 +273,7 @@ def _suite_error(flags: str, message: str) -> int:
 
 
 def _suite(args: argparse.Namespace) -> int:
-    from simulator.suite import run_suite, spread, suite_scenarios
+    from simulator.suite import check_strategies, run_suite, spread
 
     if args.seeds is not None and args.seed is not None:
         return _suite_error("--seed, --seeds", "give one of them")
@@ -280,64 +284,82 @@ def _suite(args: argparse.Namespace) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             return _suite_error("--plot", "needs matplotlib: pip install 'xvrd[plot]'")
-    scenarios = suite_scenarios(quick=args.quick)
-    if args.scenarios is not None:
-        by_name = {s.name: s for s in scenarios}
-        names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
-        unknown = [n for n in names if n not in by_name]
-        if unknown or not names:
-            what = f"unknown scenario {unknown[0]!r}" if unknown else "name at least one"
-            return _suite_error("--scenarios", f"{what}; known: {', '.join(by_name)}")
-        scenarios = [by_name[n] for n in dict.fromkeys(names)]
+    try:
+        scenarios = _suite_scenarios(args.quick, args.scenarios)
+    except ValueError as exc:
+        return _suite_error("--scenarios", str(exc))
     if args.duration is not None:
         scenarios = [s.model_copy(update={"duration_s": args.duration}) for s in scenarios]
     chosen = args.strategies or DEFAULT_STRATEGIES
-    strategies = [s.strip() for s in chosen.split(",") if s.strip()]
-    seeds = args.seeds if args.seeds is not None else [args.seed or 0]
     try:
-        results = run_suite(scenarios, strategies, seeds=seeds)
+        strategies = check_strategies([s.strip() for s in chosen.split(",") if s.strip()])
     except ValueError as exc:
         return _suite_error("--strategies", str(exc))
+    seeds = args.seeds if args.seeds is not None else [args.seed or 0]
+    results = run_suite(scenarios, strategies, seeds=seeds)
     if args.plot:
         from simulator.plot import plot_timelines
 
         for path in plot_timelines(results, args.plot):
             print(f"wrote {path}", file=sys.stderr)
-    spreads = spread(results) if len(seeds) > 1 else []
+    spreads = spread(results)
     if args.json:
-        out: dict[str, object] = {"results": [r.to_json() for r in results]}
-        if spreads:
-            out["spread"] = [s.to_json() for s in spreads]
+        out = {"results": [r.to_json() for r in results], "spread": [s.to_json() for s in spreads]}
         print(json.dumps(out, indent=2))
         return 0
-    seed_col = len(seeds) > 1
+    _print_runs(results)
+    if args.seeds is not None:
+        print()
+        _print_spread(spreads, seeds)
+    return 0
+
+
+def _suite_scenarios(quick: bool, names: str | None) -> list[Scenario]:
+    """The suite's scenarios, the quick set, or the ones named (ValueError names the unknown)."""
+    from simulator.suite import suite_scenarios
+
+    scenarios = suite_scenarios(quick=quick)
+    if names is None:
+        return scenarios
+    by_name = {s.name: s for s in scenarios}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown or not wanted:
+        what = f"unknown scenario {unknown[0]!r}" if unknown else "name at least one"
+        raise ValueError(f"{what}; known: {', '.join(by_name)}")
+    return [by_name[n] for n in dict.fromkeys(wanted)]
+
+
+def _print_runs(results: list[SuiteResult]) -> None:
+    width = max(4, *(len(str(r.seed)) for r in results)) if results else 4
     print(
-        f"{'scenario':<28} {'strategy':<9} " + (f"{'seed':>5} " if seed_col else "")
-        + f"{'Mb/s':>7} {'Jain':>6} {'eff':>6} {'converge':>8} {'changes':>7}  setting"
-    )  # fmt: skip
+        f"{'scenario':<28} {'strategy':<9} {'seed':>{width}} {'Mb/s':>7} {'Jain':>6} "
+        f"{'eff':>6} {'converge':>8} {'changes':>7}  setting"
+    )
     for r in results:
         print(
-            f"{r.scenario:<28} {r.strategy:<9} " + (f"{r.seed:>5} " if seed_col else "")
-            + f"{r.aggregate_mbps:7.1f} {r.jain:6.3f} {r.efficiency:6.3f} "
-            f"{r.converge_intervals:>8} {r.changes:>7}  {r.setting}"
-        )  # fmt: skip
-    if spreads:
-        print(f"\nspread over seeds {format_ranges(seeds)}: mean [lowest-highest] of Mb/s and "
-              "Jain, median [lowest-highest] of converge and changes")  # fmt: skip
-        print(
-            f"{'scenario':<28} {'strategy':<9} {'Mb/s':>19} {'Jain':>21} "
-            f"{'converge':>13} {'changes':>13}"
+            f"{r.scenario:<28} {r.strategy:<9} {r.seed:>{width}} {r.aggregate_mbps:7.1f} "
+            f"{r.jain:6.3f} {r.efficiency:6.3f} {r.converge_intervals:>8} {r.changes:>7}  "
+            f"{r.setting}"
         )
-        for sp in spreads:
-            low, mean, high = sp.aggregate_mbps
-            jlow, jmean, jhigh = sp.jain
-            mbps = f"{mean:.1f} [{low:.0f}-{high:.0f}]"
-            jain = f"{jmean:.3f} [{jlow:.3f}-{jhigh:.3f}]"
-            print(
-                f"{sp.scenario:<28} {sp.strategy:<9} {mbps:>19} {jain:>21} "
-                f"{_median_range(sp.converge_intervals):>13} {_median_range(sp.changes):>13}"
-            )
-    return 0
+
+
+def _print_spread(spreads: list[Spread], seeds: list[int]) -> None:
+    print(f"spread over seeds {format_ranges(seeds)}: mean [lowest-highest] of Mb/s and Jain, "
+          "median [lowest-highest] of converge and changes")  # fmt: skip
+    print(
+        f"{'scenario':<28} {'strategy':<9} {'Mb/s':>23} {'Jain':>21} "
+        f"{'converge':>13} {'changes':>13}"
+    )
+    for sp in spreads:
+        low, mean, high = sp.aggregate_mbps
+        jlow, jmean, jhigh = sp.jain
+        mbps = f"{mean:.1f} [{low:.1f}-{high:.1f}]"
+        jain = f"{jmean:.3f} [{jlow:.3f}-{jhigh:.3f}]"
+        print(
+            f"{sp.scenario:<28} {sp.strategy:<9} {mbps:>23} {jain:>21} "
+            f"{_median_range(sp.converge_intervals):>13} {_median_range(sp.changes):>13}"
+        )
 
 
 def _median_range(figures: tuple[int, float, int]) -> str:

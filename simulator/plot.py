@@ -12,7 +12,7 @@ from simulator.suite import SuiteResult
 
 
 def plot_timelines(results: list[SuiteResult], directory: str) -> list[Path]:
-    """One PNG per scenario (and seed, where there are several), one line per strategy;
+    """One PNG per scenario and seed (``receive-8-seed0.png``), one line per strategy;
     returns the files written."""
     import matplotlib
 
@@ -24,10 +24,8 @@ def plot_timelines(results: list[SuiteResult], directory: str) -> list[Path]:
     by_run: dict[tuple[str, int], list[SuiteResult]] = defaultdict(list)
     for r in results:
         by_run[(r.scenario, r.seed)].append(r)
-    several_seeds = len({seed for _, seed in by_run}) > 1
     written = []
     for (scenario, seed), runs in by_run.items():
-        title = f"{scenario}, seed {seed}" if several_seeds else scenario
         fig, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 7))
         for r in runs:
             t = [s.t_s for s in r.timeline]
@@ -41,9 +39,9 @@ def plot_timelines(results: list[SuiteResult], directory: str) -> list[Path]:
         axes[2].set_ylim(0, 1.05)
         axes[2].set_xlabel("simulated seconds")
         axes[0].legend(loc="best", fontsize="small")
-        fig.suptitle(title)
+        fig.suptitle(f"{scenario}, seed {seed}")
         fig.tight_layout()
-        path = out_dir / (f"{scenario}-seed{seed}.png" if several_seeds else f"{scenario}.png")
+        path = out_dir / f"{scenario}-seed{seed}.png"
         fig.savefig(path, dpi=80)
         plt.close(fig)
         written.append(path)

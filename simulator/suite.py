@@ -384,21 +384,28 @@ def oracle(scenario: Scenario, seed: int = 0) -> SuiteResult:
     )
 
 
+def check_strategies(strategies: Sequence[str]) -> list[str]:
+    """The strategies named, each once, in order; ValueError names an unknown one."""
+    known = ["default", "formula", "oracle", *controllers()]
+    unknown = [s for s in strategies if s not in known]
+    if unknown or not strategies:
+        what = f"unknown strategy {unknown[0]!r}" if unknown else "name at least one"
+        raise ValueError(f"{what}; known: {', '.join(known)}")
+    return list(dict.fromkeys(strategies))
+
+
 def run_suite(
     scenarios: list[Scenario], strategies: list[str], seeds: Sequence[int] = (0,)
 ) -> list[SuiteResult]:
-    """Every scenario under every strategy, once per seed, in that order."""
-    _builtin_controllers()
-    known = ["default", "formula", "oracle", *controllers()]
-    unknown = [s for s in strategies if s not in known]
-    if unknown:
-        raise ValueError(f"unknown strategy {unknown[0]!r}; known: {', '.join(known)}")
-    results = []
-    for scenario in scenarios:
-        for strategy in strategies:
-            for seed in seeds:
-                results.append(_run_one(scenario, strategy, seed))
-    return results
+    """Every scenario under every strategy, once per seed, in that order. The strategies
+    are checked before anything runs."""
+    chosen = check_strategies(strategies)
+    return [
+        _run_one(scenario, strategy, seed)
+        for scenario in scenarios
+        for strategy in chosen
+        for seed in dict.fromkeys(seeds)
+    ]
 
 
 def _run_one(scenario: Scenario, strategy: str, seed: int) -> SuiteResult:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
+_ITEM = re.compile(r"^([0-9]+)(?:-([0-9]+))?$")  # ASCII digits only: int() takes others
 
 
 def parse_ranges(text: str, maximum: int, max_count: int | None = None) -> frozenset[int]:

@@ -189,45 +189,65 @@ def test_suite_cli_prints_json_and_plots(
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert {r["scenario"] for r in data["results"]} >= {"receive-8", "join-leave"}
-    assert (tmp_path / "receive-8.png").stat().st_size > 1000
+    assert (tmp_path / "receive-8-seed0.png").stat().st_size > 1000
 
 
-def _result(seed: int, aggregate: float, jain: float, converge: int, changes: int) -> SuiteResult:
+def _result(
+    seed: int, aggregate: float, jain: float, converge: int, changes: int, **names: str
+) -> SuiteResult:
     return SuiteResult(
-        scenario="s", strategy="adaptive", aggregate_mbps=aggregate, jain=jain,
-        efficiency=aggregate / 941.5, converge_intervals=converge, changes=changes,
-        setting="closed loop", timeline=(), seed=seed,
+        scenario=names.get("scenario", "s"), strategy=names.get("strategy", "adaptive"),
+        aggregate_mbps=aggregate, jain=jain, efficiency=aggregate / 941.5,
+        converge_intervals=converge, changes=changes, setting="closed loop", timeline=(),
+        seed=seed,
     )  # fmt: skip
 
 
 def test_spread_summarises_each_scenario_and_strategy_across_seeds() -> None:
     runs = [
-        _result(0, 500.0, 0.9, 12, 4),
-        _result(1, 600.0, 1.0, 6, 6),
-        _result(2, 700.0, 0.95, 3, 5),
-    ]
-    (sp,) = spread(runs)
-    assert sp.seeds == (0, 1, 2)
-    assert sp.aggregate_mbps == (500.0, 600.0, 700.0)
-    assert sp.jain == pytest.approx((0.9, 0.95, 1.0))
-    assert sp.converge_intervals == (3, 6, 12)  # a median: one unlucky seed does not move it
-    assert sp.changes == (4, 5, 6)
-    assert sp.to_json()["converge_intervals"] == {"min": 3, "median": 6, "max": 12}
+        _result(0, 500.0, 0.9, 12, 4), _result(0, 100.0, 0.1, 0, 0, strategy="default"),
+        _result(1, 600.0, 1.0, 6, 6), _result(1, 300.0, 0.3, 2, 0, strategy="default"),
+        _result(2, 700.0, 0.95, 3, 5), _result(0, 900.0, 1.0, 1, 1, scenario="t"),
+    ]  # fmt: skip
+    adaptive, default, other = spread(runs)
+    assert (adaptive.scenario, adaptive.strategy, adaptive.seeds) == ("s", "adaptive", (0, 1, 2))
+    assert adaptive.aggregate_mbps == (500.0, 600.0, 700.0)
+    assert adaptive.jain == pytest.approx((0.9, 0.95, 1.0))
+    assert adaptive.converge_intervals == (3, 6, 12)  # a median: one unlucky seed does not move it
+    assert adaptive.changes == (4, 5, 6)
+    assert adaptive.to_json()["converge_intervals"] == {"min": 3, "median": 6, "max": 12}
+    assert (default.strategy, default.seeds, default.aggregate_mbps) == (
+        "default",
+        (0, 1),
+        (100.0, 200.0, 300.0),
+    )
+    assert default.converge_intervals == (0, 1, 2)
+    assert (other.scenario, other.seeds, other.jain) == ("t", (0,), (1.0, 1.0, 1.0))
 
 
 def test_each_seed_is_its_own_run() -> None:
     scenario = report_scenario("receive", n_domus=2, duration_s=4, warmup_s=0)
-    runs = run_suite([scenario], ["default"], seeds=[0, 1])
+    runs = run_suite([scenario], ["default"], seeds=[0, 1, 1])
     assert [r.seed for r in runs] == [0, 1]
     assert runs[0].timeline != runs[1].timeline  # the seed reaches the host
     assert run_suite([scenario], ["default"], seeds=[1])[0].timeline == runs[1].timeline
 
 
-def test_an_unknown_strategy_is_refused_before_anything_runs(mocker: MockerFixture) -> None:
+@pytest.mark.parametrize(
+    ("strategies", "message"),
+    [(["default", "magic"], "unknown strategy 'magic'"), ([], "name at least one")],
+)
+def test_strategies_are_checked_before_anything_runs(
+    strategies: list[str], message: str, mocker: MockerFixture
+) -> None:
     ran = mocker.spy(simulator.suite, "run_strategy")
-    with pytest.raises(ValueError, match="unknown strategy 'magic'"):
-        run_suite(suite_scenarios(quick=True), ["default", "magic"])
+    with pytest.raises(ValueError, match=message):
+        run_suite(suite_scenarios(quick=True), strategies)
     assert ran.call_count == 0
+
+
+def _table_rows(out: str) -> list[list[str]]:
+    return [line.split() for line in out.splitlines()[1:] if line.strip()]
 
 
 def test_suite_cli_runs_named_scenarios_over_seeds(
@@ -235,28 +255,55 @@ def test_suite_cli_runs_named_scenarios_over_seeds(
 ) -> None:
     code = main(
         ["simulate", "suite", "--scenarios", "receive-2", "--seeds", "0-1", "--duration", "4",
-         "--strategies", "default", "--json", "--plot", str(tmp_path)]
+         "--strategies", "default,default", "--json", "--plot", str(tmp_path)]
     )  # fmt: skip
     assert code == 0
     data = json.loads(capsys.readouterr().out)
-    assert [(r["scenario"], r["seed"]) for r in data["results"]] == [
-        ("receive-2", 0),
-        ("receive-2", 1),
+    assert [(r["scenario"], r["strategy"], r["seed"]) for r in data["results"]] == [
+        ("receive-2", "default", 0),
+        ("receive-2", "default", 1),
     ]
     (sp,) = data["spread"]
     assert sp["seeds"] == [0, 1]
     mbps = [r["aggregate_mbps"] for r in data["results"]]
-    assert sp["aggregate_mbps"]["min"] == min(mbps)
+    assert (sp["aggregate_mbps"]["min"], sp["aggregate_mbps"]["max"]) == (min(mbps), max(mbps))
+    assert sp["aggregate_mbps"]["mean"] == pytest.approx(sum(mbps) / 2, abs=0.06)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "receive-2-seed0.png",
         "receive-2-seed1.png",
     ]
-    code = main(["simulate", "suite", "--scenarios", "receive-2", "--seeds", "3,1",
+
+
+def test_suite_cli_table_has_a_row_per_seed_and_a_spread(
+    capsys: pytest.CaptureFixture[str], mocker: MockerFixture
+) -> None:
+    ran = mocker.spy(simulator.suite, "run_strategy")
+    code = main(["simulate", "suite", "--scenarios", "receive-2,send-1", "--seeds", "3,1",
                  "--duration", "2", "--strategies", "default"])  # fmt: skip
     assert code == 0
-    table = capsys.readouterr().out
-    assert "spread over seeds 1,3" in table
-    assert table.index("receive-2                    default       1") < table.index("       3 ")
+    # --duration reaches the named scenarios: one sample per 2 s interval.
+    assert [len(result.timeline) for result in ran.spy_return_list] == [1, 1, 1, 1]
+    runs, spread_table = capsys.readouterr().out.split("\n\n")
+    assert [row[:3] for row in _table_rows(runs)] == [
+        ["receive-2", "default", "1"], ["receive-2", "default", "3"],
+        ["send-1", "default", "1"], ["send-1", "default", "3"],
+    ]  # fmt: skip
+    assert spread_table.startswith("spread over seeds 1,3:")
+    assert [row[:2] for row in _table_rows(spread_table)[1:]] == [
+        ["receive-2", "default"],
+        ["send-1", "default"],
+    ]
+
+
+def test_suite_cli_without_seeds_runs_seed_0_and_shows_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["simulate", "suite", "--scenarios", "send-1", "--duration", "2",
+                 "--strategies", "default"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "spread" not in out
+    assert [row[:3] for row in _table_rows(out)] == [["send-1", "default", "0"]]
 
 
 @pytest.mark.parametrize(
@@ -266,13 +313,16 @@ def test_suite_cli_runs_named_scenarios_over_seeds(
         (["--scenarios", ","], "--scenarios: name at least one; known: send-1,"),
         (["--scenarios", "receive-2", "--quick"], "--quick, --scenarios: give one of them"),
         (["--seeds", "0-2", "--seed", "1"], "--seed, --seeds: give one of them"),
+        (["--strategies", ","], "--strategies: name at least one; known: default, formula,"),
     ],
 )
 def test_suite_cli_refuses_bad_selections(
-    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], mocker: MockerFixture
 ) -> None:
+    ran = mocker.spy(simulator.suite, "run_strategy")
     assert main(["simulate", "suite", *argv]) == 78
     assert message in capsys.readouterr().err
+    assert ran.call_count == 0
 
 
 def test_suite_cli_refuses_a_bad_seed_list(capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,6 +30,8 @@ def test_lists_and_ranges(text: str, numbers: set[int]) -> None:
         ("3-1", "'3-1' runs backwards"),
         ("0-11", "'0-11' goes above 10"),
         ("1,11", "'11' goes above 10"),
+        ("\u0663", "is not a number"),  # an Arabic-Indic 3: int() would take it
+        ("\uff11", "is not a number"),  # a fullwidth 1
     ],
 )
 def test_refused_naming_the_item(text: str, fault: str) -> None:
@@ -43,6 +45,8 @@ def test_a_huge_range_is_refused_before_it_is_expanded() -> None:
     with pytest.raises(ValueError, match="'60-110' makes more than 100"):
         parse_ranges("0-50,60-110", maximum=1000, max_count=100)
     assert len(parse_ranges("0-99,0-99", maximum=1000, max_count=100)) == 100
+    with pytest.raises(ValueError, match="'0-100' makes more than 100"):
+        parse_ranges("0-100", maximum=1000, max_count=100)
 
 
 def test_format_collapses_runs() -> None:
