@@ -129,6 +129,11 @@ class VCpu:
         self.cpu_ns = 0
         self.run_start = 0
 
+    def resched_pending(self) -> bool:
+        """Running, and its pCPU is to reschedule: a woken vCPU is about to preempt it."""
+        pc = self.on_cpu
+        return pc is not None and pc.need_resched
+
 
 class PCpu:
     """A physical CPU: its run queue, current vCPU, the unit in progress and idle time."""
