@@ -4,7 +4,7 @@ xvrd simulate --workload receive --domus 8 [--dom0-weight 2048] [--json]
 xvrd simulate --scenario FILE [--duration 60] [--seed 3]
 xvrd simulate calibrate [--json]
 xvrd simulate suite [--quick | --scenarios NAMES] [--strategies LIST] [--duration S]
-                    [--seed N | --seeds 0-4] [--json] [--plot DIR]
+                    [--seed N | --seeds 0-4] [--jobs N] [--json] [--plot DIR]
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ _FLAGS = {
     "dom0_weight": "--dom0-weight", "domu_weight": "--domu-weight", "pcpus": "--pcpus",
     "duration": "--duration", "warmup": "--warmup", "policy": "--policy",
     "strategies": "--strategies", "quick": "--quick", "plot": "--plot",
-    "scenarios": "--scenarios", "seeds": "--seeds",
+    "scenarios": "--scenarios", "seeds": "--seeds", "jobs": "--jobs",
 }  # fmt: skip
 _READS = {
     "run": {"scenario", "workload", "domus", "dom0_weight", "domu_weight", "pcpus",
             "duration", "warmup", "policy"},
     "calibrate": {"duration", "warmup"},
-    "suite": {"duration", "strategies", "quick", "plot", "scenarios", "seeds"},
+    "suite": {"duration", "strategies", "quick", "plot", "scenarios", "seeds", "jobs"},
 }  # fmt: skip
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -88,6 +88,8 @@ def _int_in(low: int, high: int) -> Any:
     return parse
 
 
+#: The most processes a suite run starts.
+MAX_JOBS = 256
 #: The most seeds one suite run takes: each one repeats every run.
 MAX_SEEDS = 100
 SEED_MAX = 2**63 - 1
@@ -157,6 +159,12 @@ def register(sub: Any) -> None:
         type=_seed_list,
         metavar="LIST",
         help="run everything once per seed (e.g. 0-4) and add the spread over seeds",
+    )
+    suite.add_argument(
+        "--jobs",
+        type=_int_in(1, MAX_JOBS),
+        metavar="N",
+        help="run the simulations in N processes (default 1); the figures are the same",
     )
     p.set_defaults(func=main)
 
@@ -296,7 +304,7 @@ def _suite(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _suite_error("--strategies", str(exc))
     seeds = args.seeds if args.seeds is not None else [args.seed or 0]
-    results = run_suite(scenarios, strategies, seeds=seeds)
+    results = run_suite(scenarios, strategies, seeds=seeds, jobs=args.jobs or 1)
     if args.plot:
         from simulator.plot import plot_timelines
 

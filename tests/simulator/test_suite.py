@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -330,3 +331,32 @@ def test_suite_cli_refuses_a_bad_seed_list(capsys: pytest.CaptureFixture[str]) -
         main(["simulate", "suite", "--seeds", "0-1000"])
     assert exc.value.code == 2
     assert "--seeds: must be seeds from 0 to 2**63-1" in capsys.readouterr().err
+
+
+def test_jobs_give_the_figures_of_one_process() -> None:
+    """Each simulation is seeded and shares nothing: spreading them (the oracle's sweep
+    too) over processes changes wall times only, and the order of the results not at all."""
+    scenarios = [
+        report_scenario("forward", n_domus=2, duration_s=2, warmup_s=0),
+        report_scenario("receive", n_domus=2, duration_s=2, warmup_s=0),
+    ]
+    strategies = ["default", "oracle", "adaptive"]
+    alone = run_suite(scenarios, strategies, seeds=[0, 1])
+    spread_out = run_suite(scenarios, strategies, seeds=[0, 1], jobs=2)
+
+    def figures(results: list[SuiteResult]) -> list[SuiteResult]:
+        return [dataclasses.replace(r, wall_seconds=0.0) for r in results]
+
+    assert figures(spread_out) == figures(alone)
+    assert [(r.scenario, r.strategy, r.seed) for r in spread_out][:3] == [
+        ("forward-2", "default", 0), ("forward-2", "default", 1), ("forward-2", "oracle", 0)
+    ]  # fmt: skip
+
+
+def test_suite_cli_refuses_bad_jobs(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "suite", "--jobs", "0"])
+    assert exc.value.code == 2
+    assert "--jobs: must be in [1, 256] (got 0)" in capsys.readouterr().err
+    assert main(["simulate", "--workload", "send", "--domus", "1", "--jobs", "2"]) == 78
+    assert "--jobs: not used here" in capsys.readouterr().err
