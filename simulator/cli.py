@@ -164,7 +164,8 @@ def register(sub: Any) -> None:
         "--jobs",
         type=_int_in(1, MAX_JOBS),
         metavar="N",
-        help="run the simulations in N processes (default 1); the figures are the same",
+        help="run the simulations in N processes (default 1; at most one per CPU); the "
+        "figures are the same",
     )
     p.set_defaults(func=main)
 

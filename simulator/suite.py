@@ -16,11 +16,12 @@ worst is reported.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from simulator.host import SimulatedHost
@@ -400,7 +401,8 @@ def _execute(run: _Run) -> SuiteResult:
 
 def _best(sweep: list[SuiteResult]) -> SuiteResult:
     """The oracle's pick: the highest objective, the first of near-equals (in sweep order);
-    its wall time is the whole sweep's."""
+    its wall time is the sum of the sweep's runs (more than elapsed when they ran side by
+    side)."""
     best = sweep[0]
     for result in sweep[1:]:
         if objective(result) > objective(best) * 1.0001:
@@ -433,9 +435,10 @@ def run_suite(
     are checked before anything runs.
 
     With ``jobs`` > 1 the simulations (each of the oracle's sweep on its own) run in that
-    many processes. Each is seeded and shares nothing, so the results are those of one
-    process, wall times aside. Processes are forked, so controllers registered before the
-    call are there too.
+    many processes, at most one per CPU this process may use. Each is seeded and shares
+    nothing, so the results are those of one process, wall times aside. Processes are
+    forked, so controllers registered before the call are there too; an error in one, or an
+    interrupt, ends them all.
     """
     chosen = check_strategies(strategies)
     groups = [
@@ -445,15 +448,17 @@ def run_suite(
         for seed in dict.fromkeys(seeds)
     ]
     flat = [run for group in groups for run in group]
-    if jobs > 1 and len(flat) > 1:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(min(jobs, len(flat)), mp_context=context) as pool:
-            done = list(pool.map(_execute, flat))
+    processes = min(jobs, len(flat), len(os.sched_getaffinity(0)))
+    if processes > 1:
+        # multiprocessing's Pool, not concurrent.futures': leaving its block terminates the
+        # workers, so a failed run or ^C does not wait for the runs in flight.
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            done = iter(pool.map(_execute, flat, chunksize=1))
     else:
-        done = [_execute(run) for run in flat]
+        done = iter([_execute(run) for run in flat])
     results = []
     for group in groups:
-        sweep, done = done[: len(group)], done[len(group) :]
+        sweep = list(itertools.islice(done, len(group)))
         results.append(_best(sweep) if group[0].strategy == "oracle" else sweep[0])
     return results
 

@@ -24,6 +24,8 @@ def parse_ranges(text: str, maximum: int, max_count: int | None = None) -> froze
         match = _ITEM.match(item.strip())
         if match is None:
             raise ValueError(f"{item.strip()!r} is not a number or a range like 0-3")
+        if max(len(g.lstrip("0")) for g in match.groups("")) > len(str(maximum)):
+            raise ValueError(f"{item.strip()!r} goes above {maximum}")  # before int() chokes
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:

@@ -11,7 +11,14 @@ from xvrd.ranges import format_ranges, parse_ranges
 
 @pytest.mark.parametrize(
     ("text", "numbers"),
-    [("0", {0}), (" 3 ", {3}), ("0,1", {0, 1}), ("0-3,6", {0, 1, 2, 3, 6}), ("2-2,1", {1, 2})],
+    [
+        ("0", {0}),
+        (" 3 ", {3}),
+        ("0,1", {0, 1}),
+        ("0-3,6", {0, 1, 2, 3, 6}),
+        ("2-2,1", {1, 2}),
+        ("0010", {10}),
+    ],
 )
 def test_lists_and_ranges(text: str, numbers: set[int]) -> None:
     assert parse_ranges(text, maximum=10) == numbers
@@ -30,6 +37,7 @@ def test_lists_and_ranges(text: str, numbers: set[int]) -> None:
         ("3-1", "'3-1' runs backwards"),
         ("0-11", "'0-11' goes above 10"),
         ("1,11", "'11' goes above 10"),
+        ("9" * 5000, "goes above 10"),  # named, not int()'s digit limit
         ("\u0663", "is not a number"),  # an Arabic-Indic 3: int() would take it
         ("\uff11", "is not a number"),  # a fullwidth 1
     ],
