@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from xvrd.config import Settings
+from xvrd.exits import EX_CONFIG
 
 UNIT = Path(__file__).parents[2] / "systemd" / "xvrd.service"
 EXEC_START = "ExecStart=/usr/bin/xvrd run"
@@ -89,6 +90,8 @@ def test_the_unit_runs_the_daemon_the_way_the_daemon_expects() -> None:
         "ExecStart": ["/usr/bin/xvrd run"],
         "WatchdogSec": ["30"],
         "Restart": ["on-failure"],
+        # a configuration error is permanent: no restart loop every RestartSec
+        "RestartPreventExitStatus": [str(EX_CONFIG)],
         "RuntimeDirectory": ["xvrd"],  # /run/xvrd/xvrd.sock
         "RuntimeDirectoryMode": ["0750"],
         "StateDirectory": ["xvrd"],  # /var/lib/xvrd
