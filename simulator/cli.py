@@ -305,7 +305,9 @@ def _suite(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _suite_error("--strategies", str(exc))
     seeds = args.seeds if args.seeds is not None else [args.seed or 0]
-    results = run_suite(scenarios, strategies, seeds=seeds, jobs=args.jobs or 1)
+    # On a terminal, a running count: the full suite runs for the best part of an hour.
+    progress = _show_progress if sys.stderr.isatty() else None
+    results = run_suite(scenarios, strategies, seeds=seeds, jobs=args.jobs or 1, progress=progress)
     if args.plot:
         from simulator.plot import plot_timelines
 
@@ -321,6 +323,11 @@ def _suite(args: argparse.Namespace) -> int:
         print()
         _print_spread(spreads, seeds)
     return 0
+
+
+def _show_progress(done: int, total: int) -> None:
+    end = "\n" if done == total else ""
+    print(f"\rxvrd simulate suite: {done} of {total} simulations done", end=end, file=sys.stderr)
 
 
 def _suite_scenarios(quick: bool, names: str | None) -> list[Scenario]:

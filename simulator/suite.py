@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from simulator.host import SimulatedHost
@@ -425,11 +425,16 @@ def check_strategies(strategies: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(strategies))
 
 
+#: Told after each simulation of a suite run: how many are done, of how many.
+Progress = Callable[[int, int], None]
+
+
 def run_suite(
     scenarios: list[Scenario],
     strategies: list[str],
     seeds: Sequence[int] = (0,),
     jobs: int = 1,
+    progress: Progress | None = None,
 ) -> list[SuiteResult]:
     """Every scenario under every strategy, once per seed, in that order. The strategies
     are checked before anything runs.
@@ -438,7 +443,8 @@ def run_suite(
     many processes, at most one per CPU this process may use. Each is seeded and shares
     nothing, so the results are those of one process, wall times aside. Processes are
     forked, so controllers registered before the call are there too; an error in one, or an
-    interrupt, ends them all.
+    interrupt, ends them all. ``progress`` hears of each simulation as its result is taken,
+    in order.
     """
     chosen = check_strategies(strategies)
     groups = [
@@ -453,12 +459,24 @@ def run_suite(
         # multiprocessing's Pool, not concurrent.futures': leaving its block terminates the
         # workers, so a failed run or ^C does not wait for the runs in flight.
         with multiprocessing.get_context("fork").Pool(processes) as pool:
-            done = iter(pool.map(_execute, flat, chunksize=1))
-    else:
-        done = iter([_execute(run) for run in flat])
+            return _collect(groups, pool.imap(_execute, flat, chunksize=1), progress)
+    return _collect(groups, map(_execute, flat), progress)
+
+
+def _collect(
+    groups: list[list[_Run]], done: Iterator[SuiteResult], progress: Progress | None
+) -> list[SuiteResult]:
+    """The suite's results from its simulations' in order: the oracle's pick of each sweep."""
+    total = sum(len(group) for group in groups)
+    finished = 0
     results = []
     for group in groups:
-        sweep = list(itertools.islice(done, len(group)))
+        sweep = []
+        for result in itertools.islice(done, len(group)):
+            sweep.append(result)
+            finished += 1
+            if progress is not None:
+                progress(finished, total)
         results.append(_best(sweep) if group[0].strategy == "oracle" else sweep[0])
     return results
 

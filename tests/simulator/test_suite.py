@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing
+import sys
 from pathlib import Path
 
 import pytest
@@ -339,11 +340,16 @@ def test_jobs_give_the_figures_of_one_process(mocker: MockerFixture) -> None:
     too) over processes changes wall times only, and the order of the results not at all."""
     scenarios = [report_scenario("forward", n_domus=2, duration_s=2, warmup_s=0)]
     strategies = ["default", "oracle", "adaptive"]
-    alone = run_suite(scenarios, strategies, seeds=[0, 1])
+    told: dict[int, list[tuple[int, int]]] = {1: [], 4: []}
+    alone = run_suite(scenarios, strategies, seeds=[0, 1], progress=lambda *p: told[1].append(p))
     mocker.patch("os.sched_getaffinity", return_value={0, 1})  # as on a 2-CPU machine
     pools = mocker.spy(multiprocessing.get_context("fork"), "Pool")
-    spread_out = run_suite(scenarios, strategies, seeds=[0, 1], jobs=4)
+    spread_out = run_suite(
+        scenarios, strategies, seeds=[0, 1], jobs=4, progress=lambda *p: told[4].append(p)
+    )
     assert pools.call_args_list == [mocker.call(2)]  # no more processes than CPUs
+    # default and adaptive once, the oracle's 18 static settings, per seed: 40 simulations
+    assert told[1] == told[4] == [(k, 40) for k in range(1, 41)]
 
     def figures(results: list[SuiteResult]) -> list[SuiteResult]:
         return [dataclasses.replace(r, wall_seconds=0.0) for r in results]
@@ -374,3 +380,19 @@ def test_suite_cli_refuses_bad_jobs(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--jobs: must be in [1, 256] (got 0)" in capsys.readouterr().err
     assert main(["simulate", "--workload", "send", "--domus", "1", "--jobs", "2"]) == 78
     assert "--jobs: not used here" in capsys.readouterr().err
+
+
+def test_suite_cli_counts_simulations_on_a_terminal_only(
+    capsys: pytest.CaptureFixture[str], mocker: MockerFixture
+) -> None:
+    argv = ["simulate", "suite", "--scenarios", "send-1", "--duration", "2",
+            "--strategies", "default,formula"]  # fmt: skip
+    assert main(argv) == 0
+    assert "simulations done" not in capsys.readouterr().err  # a log or a pipe: no count
+    mocker.patch.object(sys.stderr, "isatty", return_value=True)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err == (
+        "\rxvrd simulate suite: 1 of 2 simulations done"
+        "\rxvrd simulate suite: 2 of 2 simulations done\n"
+    )
