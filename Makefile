@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Modules setup.py compiles with mypyc: editing one means rebuilding.
 COMPILED := $(addprefix simulator/,engine.py credit.py tcp.py network.py netback.py workloads.py)
 
-.PHONY: run test quick lint venv bench bench-libvirt calibrate clean system-deps
+.PHONY: run test quick lint venv bench bench-libvirt calibrate suite clean system-deps
 
 # Debian packages the libvirt backend builds against and its tests run (apt-get when root,
 # a no-op when all are there). The venv needs libvirt-dev before it can build libvirt-python.
@@ -53,6 +53,11 @@ bench-libvirt: $(STAMP) system-deps
 # The simulated host against the reference measurements, cell by cell.
 calibrate: $(STAMP)
 	$(BIN)/xvrd simulate calibrate
+
+# Every strategy on every suite scenario (seed 0), one simulation per CPU: about half an
+# hour on 2 cores. SUITE_FLAGS adds flags, e.g. SUITE_FLAGS="--seeds 0-4 --json".
+suite: $(STAMP)
+	$(BIN)/xvrd simulate suite --jobs $$(nproc) $(SUITE_FLAGS)
 
 quick: $(STAMP)
 	$(BIN)/pytest -m "not slow"
