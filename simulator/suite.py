@@ -466,7 +466,8 @@ def run_suite(
 def _collect(
     groups: list[list[_Run]], done: Iterator[SuiteResult], progress: Progress | None
 ) -> list[SuiteResult]:
-    """The suite's results from its simulations' in order: the oracle's pick of each sweep."""
+    """One result per group, from its simulations taken in order: the oracle's pick of a
+    sweep, the one run of any other strategy."""
     total = sum(len(group) for group in groups)
     finished = 0
     results = []
