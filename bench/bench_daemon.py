@@ -18,7 +18,7 @@ from simulator.scenario import parse_scenario
 from xvrd.backends.base import Domain, DomainCounters, HostInfo, Pinning, SchedParams
 from xvrd.backends.simulated import SimulatorBackend
 from xvrd.commands.run import make_policy
-from xvrd.config import Settings
+from xvrd.config import given_settings
 from xvrd.daemon import Daemon
 from xvrd.logs import configure_logging
 
@@ -87,7 +87,7 @@ def per_tick_ms(n_domains: int, ticks: int) -> float:
     source = SimulatorBackend.from_scenario(scenario, speed=None)
     snapshot = Snapshot(source)
     with tempfile.TemporaryDirectory() as state:
-        settings = Settings(backend="simulator", scenario=Path("x"), state_dir=Path(state))
+        settings = given_settings(backend="simulator", scenario=Path("x"), state_dir=Path(state))
         # The configured policy (adaptive by default), as `xvrd run` builds it: without it
         # the daemon falls back to the no-op policy and the tick times nothing of it.
         daemon = Daemon(settings, snapshot, make_policy(settings))  # type: ignore[arg-type]

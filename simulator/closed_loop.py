@@ -15,7 +15,7 @@ from pathlib import Path
 from simulator.host import SimulatedHost
 from simulator.report import Controller
 from xvrd.backends.simulated import SimulatorBackend
-from xvrd.config import Settings
+from xvrd.config import given_settings
 from xvrd.daemon import Daemon
 from xvrd.policy.adaptive import AdaptivePolicy
 from xvrd.policy.base import Policy
@@ -26,7 +26,7 @@ def daemon_controller(
 ) -> Controller:
     """A controller running the daemon's tick; returns 1 for a tick that changed settings."""
     state_dir = tempfile.TemporaryDirectory(prefix="xvrd-batch-")
-    settings = Settings(
+    settings = given_settings(
         backend="simulator",
         scenario=Path(host.scenario.name),
         state_dir=Path(state_dir.name),

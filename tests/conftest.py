@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import simulator
@@ -15,3 +17,12 @@ def pytest_configure(config: pytest.Config) -> None:
             "run `make venv` (rebuilds them) or delete simulator/*.so",
             returncode=4,
         )
+
+
+@pytest.fixture(autouse=True)
+def _no_operator_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own XVRD_* variables (a config file, a mode) must not reach the tests;
+    a test that means to set one does so itself."""
+    for name in list(os.environ):
+        if name.upper().startswith("XVRD_"):
+            monkeypatch.delenv(name)

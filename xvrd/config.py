@@ -162,6 +162,30 @@ def configured_socket_path(path: Path | None = None) -> Path | None:
     return Path(value)
 
 
+def given_settings(**values: Any) -> Settings:
+    """Settings from ``values`` and the defaults alone, whatever ``XVRD_*`` says.
+
+    For runs whose outcome must not depend on who starts them: the simulator's closed loop
+    and benchmarks, where an operator's ``XVRD_MODE=advise`` would silently turn the
+    adaptive policy into a spectator. Raises ValidationError on a bad value (a bug in the
+    caller, not an operator's mistake).
+    """
+
+    class _Given(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings,)
+
+    return Settings.model_construct(**_Given(**values).model_dump())
+
+
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Settings from ``path`` (or XVRD_CONFIG, or the default file), env and ``overrides``.
 

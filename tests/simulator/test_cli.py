@@ -134,3 +134,18 @@ def test_adaptive_policy_closes_the_loop_from_the_command_line(
     data = json.loads(out)
     assert data["dom0"]["weight"] > 256  # the policy raised it
     assert data["jain"] > 0.9
+
+
+def test_the_operators_environment_does_not_reach_the_closed_loop(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XVRD_* configure the daemon, not an experiment: under XVRD_MODE=advise (or another
+    interval) the simulated policy still acts, every control interval as documented."""
+    monkeypatch.setenv("XVRD_MODE", "advise")
+    monkeypatch.setenv("XVRD_INTERVAL_S", "7")
+    code, out, _ = run_cli(
+        capsys, "simulate", "--workload", "receive", "--domus", "8", "--policy", "adaptive",
+        "--duration", "10", "--warmup", "10", "--json",
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(out)["dom0"]["weight"] > 256
