@@ -7,6 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from pytest_mock import MockerFixture
+
+from xvrd.backends.base import BackendError
+from xvrd.cli import main
+
 from .conftest import simulator_config
 
 XVRD = [sys.executable, "-m", "xvrd.cli"]
@@ -93,3 +99,22 @@ def test_state_dir_that_cannot_be_written(tmp_path: Path) -> None:
     assert r.stderr.strip().startswith(f"xvrd: cannot write {state / 'state.json'}")
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "s.sock").exists()
+
+
+def test_a_host_error_at_start_is_one_line_and_exit_69(
+    tmp_path: Path, mocker: MockerFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A libvirt error of no known kind while the host is first read (here faked: it needs
+    a broken libvirtd) stops the start with one line, not a traceback, and nothing written."""
+    mocker.patch(
+        "xvrd.commands.run.make_backend",
+        side_effect=BackendError("libvirt error 1: internal error: libxl went away"),
+    )
+    state = tmp_path / "state"
+    config = simulator_config(tmp_path / "x.toml", state, tmp_path / "s.sock")
+    code = main(["run", "--config", str(config)])
+    assert code == 69
+    assert capsys.readouterr().err == (
+        "xvrd: cannot read the host: libvirt error 1: internal error: libxl went away\n"
+    )
+    assert not state.exists()

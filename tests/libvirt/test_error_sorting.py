@@ -59,6 +59,12 @@ def _error(code: int, origin: int, message: str) -> libvirt.libvirtError:
             Unsupported,
         ),
         (
+            libvirt.VIR_ERR_INTERNAL_ERROR,
+            libvirt.VIR_FROM_LIBXL,
+            "Only 'credit' scheduler is supported",  # libvirt before credit2 support
+            Unsupported,
+        ),
+        (
             libvirt.VIR_ERR_OPERATION_INVALID,
             libvirt.VIR_FROM_LIBXL,
             "Domain-0 does not support requested operation",

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -115,6 +116,9 @@ _INVALID_CODES: Final = frozenset(
 )
 
 
+_SCHEDULER_REFUSED: Final = re.compile(r"schedulers? (?:is|are) supported")
+
+
 def _ignore_libvirt_error(_ctx: object, _err: object) -> None:
     """libvirt prints every error to stderr by default; xvrd reports them itself."""
 
@@ -130,8 +134,13 @@ def sort_libvirt_error(err: libvirt.libvirtError, uuid: str | None = None) -> Ba
     if code in _GONE_CODES or (uuid is not None and "not running" in lowered):
         return DomainGone(uuid or "?", message)
     # libxl reports a scheduler it cannot tune ("Only 'credit' and 'credit2' schedulers are
-    # supported") and Domain-0 limits ("Domain-0 does not support ...") as generic errors.
-    if code in _UNSUPPORTED_CODES or "are supported" in lowered or "does not support" in lowered:
+    # supported"; before libvirt 1.2.x "Only 'credit' scheduler is supported") and Domain-0
+    # limits ("Domain-0 does not support ...") as generic errors.
+    if (
+        code in _UNSUPPORTED_CODES
+        or _SCHEDULER_REFUSED.search(lowered)
+        or "does not support" in lowered
+    ):
         return Unsupported(message)
     if code in _INVALID_CODES:
         return InvalidSetting(message)

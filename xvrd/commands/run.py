@@ -128,6 +128,11 @@ def main(args: argparse.Namespace) -> int:
     except BackendUnavailable as exc:
         print(f"xvrd: cannot reach the host: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
+    except BackendError as exc:
+        # Anything else the host said while being read for the first time: one line, not a
+        # traceback, and the exit code systemd retries on (it may pass, as a lost host does).
+        print(f"xvrd: cannot read the host: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
     try:
         daemon.reconcile()
     except BackendError as exc:
