@@ -1,4 +1,4 @@
-"""libvirt errors sorted into the backend's typed errors, and the reconnect helper."""
+"""libvirt errors sorted into the backend's typed errors; vif names from domain XML."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ from xvrd.backends.base import (  # noqa: E402
     Unsupported,
 )
 from xvrd.backends.libvirt import (  # noqa: E402
-    Backoff,
     LibvirtBackend,
-    reconnect_with_backoff,
     sort_libvirt_error,
     vif_names,
 )
@@ -101,57 +99,6 @@ def test_vif_names_come_from_interface_targets() -> None:
       <disk type='file'><target dev='xvda'/></disk>
     </devices></domain>"""
     assert vif_names(xml) == ("vif3.0", "vif3.1")
-
-
-def test_backoff_doubles_up_to_its_limit_and_resets() -> None:
-    backoff = Backoff(initial_s=1, max_s=5)
-    assert [backoff.next_delay() for _ in range(5)] == [1, 2, 4, 5, 5]
-    backoff.reset()
-    assert backoff.next_delay() == 1
-
-
-class _FlakyBackend(LibvirtBackend):
-    """Fails to reconnect `failures` times, then connects (no libvirt involved)."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__("test:///default", connect=False)
-        self.failures = failures
-        self.attempts = 0
-
-    def reconnect(self) -> None:
-        self.attempts += 1
-        if self.attempts <= self.failures:
-            raise BackendUnavailable("libvirtd is down")
-
-
-def test_reconnect_waits_with_backoff_and_reports_each_failure() -> None:
-    """Two failures: waits 1 s then 2 s, reports attempts 1 and 2, connects on the third."""
-    backend = _FlakyBackend(failures=2)
-    waits: list[float] = []
-    failures: list[int] = []
-    ok = reconnect_with_backoff(
-        backend,
-        Backoff(initial_s=1, max_s=10),
-        wait=lambda s: waits.append(s) is not None,
-        on_failure=lambda attempt, _err: failures.append(attempt),
-    )
-    assert ok
-    assert waits == [1, 2]
-    assert failures == [1, 2]
-    assert backend.attempts == 3
-
-
-def test_reconnect_stops_when_wait_says_shutdown() -> None:
-    """A wait that returns True (stop event set) abandons reconnecting at once."""
-    backend = _FlakyBackend(failures=100)
-    assert not reconnect_with_backoff(backend, Backoff(), wait=lambda _s: True)
-    assert backend.attempts == 1
-
-
-def test_reconnect_gives_up_after_max_attempts() -> None:
-    backend = _FlakyBackend(failures=100)
-    assert not reconnect_with_backoff(backend, Backoff(), wait=lambda _s: False, max_attempts=3)
-    assert backend.attempts == 3
 
 
 def test_calls_after_a_lost_connection_raise_backend_unavailable() -> None:

@@ -9,17 +9,9 @@ through `_sorted`, the one place where a ``libvirtError`` becomes a typed backen
 - an argument libvirt refused (VIR_ERR_INVALID_ARG and kin)             -> `InvalidSetting`
 - anything else                                                          -> `BackendError`
 
-Reconnecting (the daemon owns the loop, this module gives it the pieces): after a
-`BackendUnavailable` every call keeps raising it, cheaply, until `LibvirtBackend.reconnect()`
-succeeds. `Backoff` yields the delays between attempts and `reconnect_with_backoff` runs the
-attempts with a caller-supplied ``wait`` (for example ``stop_event.wait``, so shutdown
-interrupts it)::
-
-    try:
-        backend.read_counters(uuid)
-    except BackendUnavailable:
-        if not reconnect_with_backoff(backend, Backoff(), wait=stop.wait):
-            return  # asked to stop while waiting
+Reconnecting: after a `BackendUnavailable` every call keeps raising it, cheaply, until
+`LibvirtBackend.reconnect()` succeeds; the daemon owns the retries and their backoff (it
+tries again from its tick, so a dead libvirtd never holds up a shutdown).
 
 Mapping of scheduler parameters to xvrd's weight and cap:
 
@@ -554,56 +546,6 @@ def _posix_cap(params: dict[str, Any]) -> int:
     if quota <= 0 or period <= 0 or quota >= _CFS_QUOTA_MAX:
         return 0
     return max(1, round(100 * quota / period))
-
-
-class Backoff:
-    """Delays between reconnect attempts: doubling from `initial_s` up to `max_s`."""
-
-    def __init__(self, initial_s: float = 1.0, max_s: float = 60.0, factor: float = 2.0) -> None:
-        if initial_s <= 0 or max_s < initial_s or factor < 1:
-            raise ValueError("need 0 < initial_s <= max_s and factor >= 1")
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.factor = factor
-        self._next = initial_s
-
-    def next_delay(self) -> float:
-        delay = self._next
-        self._next = min(self.max_s, self._next * self.factor)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial_s
-
-
-def reconnect_with_backoff(
-    backend: LibvirtBackend,
-    backoff: Backoff,
-    wait: Callable[[float], bool],
-    on_failure: Callable[[int, BackendUnavailable], None] | None = None,
-    max_attempts: int | None = None,
-) -> bool:
-    """Try `backend.reconnect()` until it works; between tries call ``wait(delay)``.
-
-    ``wait`` returns True to abandon (``threading.Event.wait`` does exactly that when the
-    event is set), so a daemon's shutdown is never held up by a dead libvirtd. Returns True
-    once connected, False if abandoned or `max_attempts` failed. ``on_failure(attempt,
-    error)`` lets the caller log the first failure and stay quiet on the rest.
-    """
-    attempt = 0
-    while max_attempts is None or attempt < max_attempts:
-        attempt += 1
-        try:
-            backend.reconnect()
-        except BackendUnavailable as err:
-            if on_failure is not None:
-                on_failure(attempt, err)
-            if wait(backoff.next_delay()):
-                return False
-            continue
-        backoff.reset()
-        return True
-    return False
 
 
 #: The running kernel's boot ID: xvrd runs in dom0, so for a local URI this is the host's.
