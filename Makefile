@@ -7,16 +7,20 @@ STAMP := $(VENV)/.installed-stamp
 # Modules setup.py compiles with mypyc: editing one means rebuilding.
 COMPILED := $(addprefix simulator/,engine.py credit.py tcp.py network.py netback.py workloads.py)
 
-.PHONY: run test quick lint venv bench bench-libvirt calibrate suite clean system-deps
+.PHONY: run test quick lint venv bench bench-libvirt calibrate suite clean system-deps build-deps
 
-# Debian packages the libvirt backend builds against and its tests run (apt-get when root,
-# a no-op when all are there). The venv needs libvirt-dev before it can build libvirt-python.
+# Debian packages the libvirt backend builds against (build-deps: the venv needs libvirt-dev
+# before it can build libvirt-python) and, for the tests, runs (system-deps: libvirtd, QEMU).
+# apt-get when root, a no-op when all are there.
+build-deps:
+	scripts/install-system-deps --build
+
 system-deps:
 	scripts/install-system-deps
 
 # The `libvirt` extra compiles against libvirt-dev: installed when pkg-config finds it (always
 # in CI, which runs as root), left out on a machine without it (the libvirt tests then skip).
-$(STAMP): pyproject.toml setup.py Makefile $(COMPILED) | system-deps
+$(STAMP): pyproject.toml setup.py Makefile $(COMPILED) | build-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	if pkg-config --exists libvirt 2>/dev/null; then \
