@@ -87,6 +87,9 @@ class Actuator:
         self.monotonic = monotonic
         self.history: deque[ActionRecord] = deque(maxlen=ACTION_HISTORY)
         self.applied = 0  # changes made since start
+        # Record every change as advice instead of making it: `xvrd run --once --mode
+        # advise`, which promises to leave the host as it found it, overrides included.
+        self.dry_run = False
         self._advice_logged: dict[tuple[str, str], tuple[float, int]] = {}  # at, repeats
 
     # ------------------------------------------------------------------ originals
@@ -130,6 +133,8 @@ class Actuator:
         old = self.backend.get_sched(uuid).weight
         if old == weight:
             return self._record(name, "weight", (str(old), str(weight)), reason, applied=False)
+        if self.dry_run:
+            return self.advise(name, "weight", str(old), str(weight), f"{reason} (dry run)")
         self.remember(uuid, name)
         try:
             self.backend.set_weight(uuid, weight)
@@ -145,6 +150,8 @@ class Actuator:
         change = (pinning_text(old), pinning_text(pinning))
         if old == pinning:
             return self._record(name, "pinning", change, reason, applied=False)
+        if self.dry_run:
+            return self.advise(name, "pinning", *change, f"{reason} (dry run)")
         self.remember(uuid, name)
         try:
             self.backend.set_pinning(uuid, pinning)

@@ -20,6 +20,9 @@ from typing import Any
 
 import pytest
 
+from simulator.host import SimulatedHost
+from simulator.scenario import load_scenario
+
 from .conftest import SCENARIOS, simulator_config
 
 XVRD = [sys.executable, "-m", "xvrd.cli"]
@@ -159,3 +162,45 @@ def test_second_daemon_is_refused_before_touching_anything(daemon: RunningDaemon
     assert daemon.signal(signal.SIGINT) == 0
     assert time.monotonic() - started < 5
     assert not daemon.sock.exists()
+
+
+def _once(config: Path, *extra: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [*XVRD, "run", "--config", str(config), "--once", *extra],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    status: dict[str, Any] = json.loads(done.stdout)
+    return status
+
+
+def test_once_in_advise_mode_leaves_even_saved_overrides_unapplied(tmp_path: Path) -> None:
+    """A daemon that died with an override and a dom0 pinning saved: `--once --mode advise`
+    lists re-applying them as not applied and records no original; `--once` in auto mode
+    applies them, as the daemon's restart would."""
+    state_dir = tmp_path / "state"
+    config = simulator_config(
+        tmp_path / "xvrd.toml", state_dir, tmp_path / "xvrd.sock",
+        scenario=SCENARIO, policy="noop", interval_s=0.3,
+    )  # fmt: skip
+    host = SimulatedHost(load_scenario(SCENARIO), seed=0)  # the daemon's host, seed 0
+    uuid = next(d.uuid for d in host.domains() if d.name == "dom2")
+    state_dir.mkdir()
+    saved = {"overrides": {uuid: {"name": "dom2", "weight": 1024}}, "dom0_pin": [0]}
+    (state_dir / "state.json").write_text(json.dumps(saved))
+
+    advised = _once(config, "--mode", "advise")
+    assert {d["name"]: d["weight"] for d in advised["domains"]}["dom2"] == 256
+    dom0 = next(d for d in advised["domains"] if d["name"] == "Domain-0")
+    assert dom0["pinning"] == [[0, 1]]
+    not_applied = {(a["domain"], a["setting"]) for a in advised["actions"] if not a["applied"]}
+    assert {("dom2", "weight"), ("Domain-0", "pinning")} <= not_applied
+    assert not any(a["applied"] for a in advised["actions"])
+    assert json.loads((state_dir / "state.json").read_text())["originals"] == {}
+
+    applied = _once(config)
+    assert {d["name"]: d["weight"] for d in applied["domains"]}["dom2"] == 1024
+    assert uuid in json.loads((state_dir / "state.json").read_text())["originals"]

@@ -59,8 +59,8 @@ def register(sub: Any) -> None:
         "--once",
         action="store_true",
         help="reconcile, run one tick (two samples one interval apart), print status as "
-        "JSON and exit; in auto mode the policy's changes are applied and left in place, "
-        "--mode advise changes nothing",
+        "JSON and exit; in auto mode the policy's changes (and saved overrides) are applied "
+        "and left in place, --mode advise changes nothing and lists them as not applied",
     )
     p.set_defaults(func=main)
 
@@ -133,6 +133,9 @@ def main(args: argparse.Namespace) -> int:
         # traceback, and the exit code systemd retries on (it may pass, as a lost host does).
         print(f"xvrd: cannot read the host: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
+    # One look in advise mode changes nothing at all: not even the saved overrides a
+    # restart would apply again (the daemon they belong to applies them when it starts).
+    daemon.actuator.dry_run = args.once and settings.mode == "advise"
     try:
         daemon.reconcile()
     except BackendError as exc:
