@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulator.report import RunResult, link_goodput_mbps, run
@@ -171,7 +172,9 @@ def register(sub: Any) -> None:
 
 
 def _scenario(args: argparse.Namespace) -> Scenario:
-    if args.scenario:
+    if args.scenario is not None:
+        if not args.scenario:
+            raise ScenarioError("--scenario: a file name is needed (got '')")
         if args.domus is not None:
             raise ScenarioError("--domus: only with --workload (a scenario file lists domains)")
         scenario = load_scenario(args.scenario)
@@ -201,7 +204,9 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     # Re-validate the combination (e.g. pinning to a CPU that --pcpus removed).
     from simulator.scenario import parse_scenario
 
-    data = scenario.model_copy(update=update).model_dump()
+    # Only what was written or given: a default re-stated would count as given (a ping
+    # interval on a receive domain, say) and be refused.
+    data = scenario.model_copy(update=update).model_dump(exclude_unset=True)
     return parse_scenario(data, "command line")
 
 
@@ -253,7 +258,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     from simulator.calibration import checks, default_runner
 
     started = time.perf_counter()
-    runner = default_runner(args.duration or 10.0, args.warmup or 3.0, args.seed or 0)
+    runner = default_runner(
+        10.0 if args.duration is None else args.duration,
+        3.0 if args.warmup is None else args.warmup,
+        args.seed or 0,
+    )
     results = list(checks(runner))
     failed = [c for c in results if c.ok is False]
     if args.json:
@@ -288,11 +297,16 @@ def _suite(args: argparse.Namespace) -> int:
         return _suite_error("--seed, --seeds", "give one of them")
     if args.scenarios is not None and args.quick:
         return _suite_error("--quick, --scenarios", "give one of them")
-    if args.plot:
+    if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             return _suite_error("--plot", "needs matplotlib: pip install 'xvrd[plot]'")
+        # Before the simulations, not after half an hour of them.
+        try:
+            Path(args.plot).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return _suite_error("--plot", f"cannot make directory {args.plot!r}: {exc}")
     try:
         scenarios = _suite_scenarios(args.quick, args.scenarios)
     except ValueError as exc:
@@ -308,7 +322,7 @@ def _suite(args: argparse.Namespace) -> int:
     # On a terminal, a running count: the full suite runs for the best part of an hour.
     progress = _show_progress if sys.stderr.isatty() else None
     results = run_suite(scenarios, strategies, seeds=seeds, jobs=args.jobs or 1, progress=progress)
-    if args.plot:
+    if args.plot is not None:
         from simulator.plot import plot_timelines
 
         for path in plot_timelines(results, args.plot):
@@ -391,7 +405,10 @@ def main(args: argparse.Namespace) -> int:
     unused = [
         flag
         for key, flag in _FLAGS.items()
-        if key not in _READS[args.action] and getattr(args, key) not in (None, False)
+        # Identity, not equality: --warmup 0 was given (0.0 == False); --quick unset is False.
+        if key not in _READS[args.action]
+        and getattr(args, key) is not None
+        and getattr(args, key) is not False
     ]
     if unused:
         name = "xvrd simulate" + ("" if args.action == "run" else f" {args.action}")

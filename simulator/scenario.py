@@ -16,6 +16,21 @@ Workload = Literal["send", "receive", "forward", "tcp_rate", "burn", "ping", "id
 NETWORK_WORKLOADS = frozenset({"send", "receive", "forward", "tcp_rate"})
 
 Weight = Annotated[int, Field(ge=1, le=65535)]
+#: A duration or warm-up: up to a day each.
+MAX_SPAN_S = 86_400.0
+#: A moment in a run (a start, a stop, a phase): within the longest warm-up and duration.
+Moment = Annotated[float, Field(ge=0, le=2 * MAX_SPAN_S)]
+#: A cap in % of one CPU: Xen allows up to 100 per vCPU, and a domU has one here.
+DomUCap = Annotated[int, Field(ge=0, le=100, description="% of one CPU, 0 = no cap")]
+
+#: Workload parameters and the workloads that read them: given for another, they are refused
+#: rather than silently ignored.
+PARAMETERS = {
+    "rate_mbps": ("tcp_rate",),
+    "direction": ("tcp_rate",),
+    "duty": ("burn",),
+    "interval_ms": ("ping",),
+}
 
 
 class ScenarioError(ValueError):
@@ -23,7 +38,9 @@ class ScenarioError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "256" or true where a number belongs is refused, not converted; an integer is
+    # still a float. Floats must be finite (TOML has inf).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class HostSpec(_Strict):
@@ -34,7 +51,7 @@ class HostSpec(_Strict):
     link_mbps: float = Field(1000.0, gt=0, le=100_000, description="line rate of each NIC")
     scheduler: Literal["credit"] = "credit"
     dom0_weight: Weight = 256
-    dom0_cap: int = Field(0, ge=0, description="% of one CPU, 0 = no cap")
+    dom0_cap: int = Field(0, ge=0, description="% of one CPU, 0 = no cap; 100 per vCPU at most")
     dom0_vcpus: int = Field(1, ge=1, le=64)
     dom0_pinning: list[int] | None = Field(None, description="pCPUs dom0's vCPUs may run on")
     dom0_kernel: Literal["2.6.18-xen", "2.6.16-xen"] = Field(
@@ -45,21 +62,42 @@ class HostSpec(_Strict):
         ),
     )
 
+    @model_validator(mode="after")
+    def _cap_fits(self) -> HostSpec:
+        if self.dom0_cap > 100 * self.dom0_vcpus:
+            raise ValueError(
+                f"dom0_cap: at most 100 per vCPU, {100 * self.dom0_vcpus} for "
+                f"{self.dom0_vcpus} (got {self.dom0_cap})"
+            )
+        return self
+
 
 class WorkloadSpec(_Strict):
     """What a domU runs and its parameters."""
 
     workload: Workload = "idle"
-    rate_mbps: float | None = Field(None, gt=0, description="tcp_rate: application rate")
+    rate_mbps: float | None = Field(
+        None, gt=0, le=100_000, description="tcp_rate: application rate"
+    )
     direction: Literal["send", "receive"] = Field("receive", description="tcp_rate direction")
     duty: float = Field(1.0, ge=0.0, le=1.0, description="burn: share of one CPU")
-    interval_ms: float = Field(100.0, gt=0, description="ping: time between echo requests")
+    interval_ms: float = Field(
+        100.0, ge=0.001, le=3_600_000, description="ping: time between echo requests"
+    )
 
     @model_validator(mode="after")
-    def _rate_needed(self) -> WorkloadSpec:
+    def _parameters_fit(self) -> WorkloadSpec:
+        self._check_workload_parameters()
+        return self
+
+    def _check_workload_parameters(self) -> None:
         if self.workload == "tcp_rate" and self.rate_mbps is None:
             raise ValueError("rate_mbps is required for workload 'tcp_rate'")
-        return self
+        for key, workloads in PARAMETERS.items():
+            if key in self.model_fields_set and self.workload not in workloads:
+                raise ValueError(
+                    f"{key}: only for workload {', '.join(workloads)}, not {self.workload!r}"
+                )
 
 
 class DomainSpec(WorkloadSpec):
@@ -68,11 +106,17 @@ class DomainSpec(WorkloadSpec):
     name: str = Field("dom", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     count: int = Field(1, ge=1, le=1024)
     weight: Weight = 256
-    cap: int = Field(0, ge=0, description="% of one CPU, 0 = no cap")
+    cap: DomUCap = 0
     vcpus: int = Field(1, ge=1, le=1, description="one vCPU per domU is modelled")
     pinning: list[int] | None = None
-    start_s: float = Field(0.0, ge=0)
-    stop_s: float | None = Field(None, gt=0)
+    start_s: Moment = 0.0
+    stop_s: Moment | None = None
+
+    @model_validator(mode="after")
+    def _stops_after_start(self) -> DomainSpec:
+        if self.stop_s is not None and self.stop_s <= self.start_s:
+            raise ValueError(f"stop_s: must be after start_s ({self.start_s:g})")
+        return self
 
     def names(self) -> list[str]:
         """Names of the domains this entry creates: ``name``, or name1..nameN."""
@@ -84,46 +128,80 @@ class DomainSpec(WorkloadSpec):
 class PhaseSpec(WorkloadSpec):
     """A change at ``at_s``: start or stop a domain, change its workload, weight or cap."""
 
-    at_s: float = Field(ge=0)
+    at_s: Moment
     action: Literal["start", "stop", "workload", "weight", "cap"]
     domain: str = Field(min_length=1)
     weight: Weight | None = None
-    cap: int | None = Field(None, ge=0)
+    cap: DomUCap | None = None
+
+    def _check_workload_parameters(self) -> None:
+        """Each action takes its own keys: a workload and its parameters only with
+        'workload' (which needs one), a weight only with 'weight', a cap only with 'cap'."""
+        given = self.model_fields_set
+        if self.action == "workload":
+            if "workload" not in given:
+                raise ValueError("action 'workload' needs workload")
+            super()._check_workload_parameters()
+        for key in ("workload", *PARAMETERS):
+            if key in given and self.action != "workload":
+                raise ValueError(f"{key}: only with action 'workload', not {self.action!r}")
+        for key in ("weight", "cap"):
+            if self.action == key and key not in given:
+                raise ValueError(f"action {key!r} needs {key}")
+            if key in given and self.action != key:
+                raise ValueError(f"{key}: only with action {key!r}, not {self.action!r}")
 
 
 class Scenario(_Strict):
     """A complete experiment."""
 
-    name: str = "scenario"
+    name: str = Field("scenario", min_length=1)
     description: str = ""
-    duration_s: float = Field(30.0, gt=0, le=86_400)
-    warmup_s: float = Field(5.0, ge=0, le=86_400)
+    duration_s: float = Field(30.0, gt=0, le=MAX_SPAN_S)
+    warmup_s: float = Field(5.0, ge=0, le=MAX_SPAN_S)
     host: HostSpec = HostSpec()
     domains: list[DomainSpec] = Field(default_factory=list)
     phases: list[PhaseSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
+        """What no single field shows: each message names its field in full."""
+        if not self.domains:
+            raise ValueError("domains: at least one domU is needed")
         names = self.domain_names()
-        if len(set(names)) != len(names):
-            raise ValueError("domain names must be unique")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"domains: names must be unique ({', '.join(map(repr, twice))} twice)")
         cpus = range(self.host.pcpus)
-        for d in self.domains:
+        for i, d in enumerate(self.domains):
             if d.pinning is not None and (not d.pinning or any(c not in cpus for c in d.pinning)):
-                raise ValueError(f"domain {d.name!r}: pinning must list CPUs in 0..{cpus[-1]}")
+                raise ValueError(f"domains[{i}].pinning: must list CPUs in 0..{cpus[-1]}")
             if d.workload == "forward" and self.host.nics < 2:
-                raise ValueError(f"domain {d.name!r}: forward needs host.nics >= 2")
+                raise ValueError(f"domains[{i}].workload: forward needs host.nics >= 2")
         hp = self.host.dom0_pinning
         if hp is not None and (not hp or any(c not in cpus for c in hp)):
-            raise ValueError(f"host.dom0_pinning must list CPUs in 0..{cpus[-1]}")
-        for p in self.phases:
+            raise ValueError(f"host.dom0_pinning: must list CPUs in 0..{cpus[-1]}")
+        for i, p in enumerate(self.phases):
             if p.domain not in names:
-                raise ValueError(f"phase at {p.at_s}s names unknown domain {p.domain!r}")
-            if p.action == "weight" and p.weight is None:
-                raise ValueError(f"phase at {p.at_s}s: action 'weight' needs weight")
-            if p.action == "cap" and p.cap is None:
-                raise ValueError(f"phase at {p.at_s}s: action 'cap' needs cap")
+                raise ValueError(f"phases[{i}].domain: no domain named {p.domain!r}")
+            if p.workload == "forward" and self.host.nics < 2:
+                raise ValueError(f"phases[{i}].workload: forward needs host.nics >= 2")
         return self
+
+    def late_moments(self) -> list[str]:
+        """Starts, stops and phases at or after the run's end (warm-up plus duration): as
+        written in a file, each is a mistake, since it would never happen."""
+        end = self.warmup_s + self.duration_s
+        late = [
+            f"domains[{i}].{key} = {at:g}"
+            for i, d in enumerate(self.domains)
+            for key, at in (("start_s", d.start_s), ("stop_s", d.stop_s))
+            if at is not None and at >= end
+        ]
+        late += [
+            f"phases[{i}].at_s = {p.at_s:g}" for i, p in enumerate(self.phases) if p.at_s >= end
+        ]
+        return late
 
     def domain_names(self) -> list[str]:
         return [name for d in self.domains for name in d.names()]
@@ -136,7 +214,8 @@ def _format_error(exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         got = err.get("input")
         shown = f" (got {got!r})" if loc and not isinstance(got, dict | list) else ""
-        parts.append(f"{loc or 'scenario'}: {msg}{shown}")
+        # A check across fields has no location: its message starts with the field it names.
+        parts.append(f"{loc}: {msg}{shown}" if loc else msg)
     return "; ".join(parts)
 
 
@@ -159,7 +238,15 @@ def load_scenario(path: str | Path) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
     data.setdefault("name", p.stem)
-    return parse_scenario(data, str(p))
+    scenario = parse_scenario(data, str(p))
+    late = scenario.late_moments()
+    if late:
+        end = scenario.warmup_s + scenario.duration_s
+        raise ScenarioError(
+            f"{p}: {'; '.join(late)}: never happens, the run ends at {end:g} s "
+            "(warmup_s + duration_s)"
+        )
+    return scenario
 
 
 def report_scenario(

@@ -91,6 +91,9 @@ def test_scenario_file_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
         (["suite", "--policy", "adaptive"], 78, "suite: --policy: not used here"),
         (["calibrate", "--dom0-weight", "512"], 78, "calibrate: --dom0-weight: not used here"),
         (["calibrate", "--workload", "send"], 78, "calibrate: --workload: not used here"),
+        (["--scenario", ""], 78, "--scenario: a file name is needed (got '')"),
+        (["suite", "--warmup", "0"], 78, "suite: --warmup: not used here"),  # 0 is given
+        (["suite", "--scenarios", "app-limited", "--plot", "/proc/x"], 78, "--plot: cannot make"),
     ],
 )
 def test_bad_input_is_refused_with_a_message(
@@ -149,3 +152,16 @@ def test_the_operators_environment_does_not_reach_the_closed_loop(
     )  # fmt: skip
     assert code == 0
     assert json.loads(out)["dom0"]["weight"] > 256
+
+
+def test_flags_combine_with_every_shipped_scenario_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Flags on top of a file re-validate the combination, and only what was written or
+    given counts: defaults the file left out (a ping interval on a receive domain) do not."""
+    for path in sorted((Path(__file__).parents[2] / "simulator" / "scenarios").glob("*.toml")):
+        code, _, err = run_cli(
+            capsys, "simulate", "--scenario", str(path), "--duration", "0.2", "--warmup", "0",
+            "--pcpus", "4", "--domu-weight", "300", "--dom0-weight", "512", "--json",
+        )  # fmt: skip
+        assert code == 0, f"{path.name}: {err}"

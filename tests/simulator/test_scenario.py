@@ -35,11 +35,32 @@ def test_shipped_scenario_is_valid(path: Path) -> None:
         ({"domains": [{"workload": "forward"}]}, "forward needs host.nics >= 2"),
         ({"domains": [{"workload": "tcp_rate"}]}, "rate_mbps is required"),
         ({"domains": [{"workload": "dance"}]}, "domains[0].workload"),
-        ({"domains": [{"pinning": [3]}]}, "pinning must list CPUs in 0..1"),
-        ({"phases": [{"at_s": 1, "action": "stop", "domain": "x"}]}, "unknown domain 'x'"),
+        ({"domains": [{"pinning": [3]}]}, "domains[0].pinning: must list CPUs in 0..1"),
+        (
+            {"domains": [{}], "phases": [{"at_s": 1, "action": "stop", "domain": "x"}]},
+            "phases[0].domain: no domain named 'x'",
+        ),
         ({"hosts": {}}, "hosts: Extra inputs are not permitted"),
-        ({"warmup_s": float("inf")}, "warmup_s: Input should be less than or equal to 86400"),
+        ({"warmup_s": float("inf")}, "warmup_s: Input should be a finite number"),
+        ({"domains": [{"start_s": float("inf")}]}, "domains[0].start_s: Input should be a finite"),
+        ({"domains": [{"start_s": 1e300}]}, "domains[0].start_s: Input should be less than"),
         ({"host": {"dom0_kernel": "2.6.32"}}, "host.dom0_kernel: Input should be '2.6.18-xen'"),
+        # Strict types: nothing converted behind the user's back.
+        ({"domains": [{"weight": "256"}]}, "domains[0].weight: Input should be a valid integer"),
+        ({"domains": [{"weight": True}]}, "domains[0].weight: Input should be a valid integer"),
+        ({"host": {"pcpus": "2"}}, "host.pcpus: Input should be a valid integer"),
+        ({"duration_s": "10"}, "duration_s: Input should be a valid number"),
+        ({"domains": [{"pinning": ["1"]}]}, "domains[0].pinning[0]: Input should be a valid int"),
+        # Parameters of another workload, or of no workload at all.
+        ({"domains": [{"workload": "send", "duty": 0.5}]}, "duty: only for workload burn"),
+        ({"domains": [{"workload": "burn", "rate_mbps": 5}]}, "rate_mbps: only for workload"),
+        ({"domains": [{"workload": "ping", "interval_ms": 1e-7}]}, "interval_ms: Input should"),
+        ({"domains": [{"cap": 101}]}, "domains[0].cap: Input should be less than or equal to 100"),
+        ({"host": {"dom0_cap": 250, "dom0_vcpus": 2}}, "dom0_cap: at most 100 per vCPU, 200"),
+        ({"domains": [{"start_s": 0.8, "stop_s": 0.2}]}, "stop_s: must be after start_s (0.8)"),
+        ({}, "domains: at least one domU is needed"),
+        ({"name": "", "domains": [{}]}, "name: String should have at least 1 character"),
+        ({"domains": [{"name": "a"}, {"name": "a"}]}, "domains: names must be unique ('a' twice)"),
     ],
 )
 def test_bad_scenario_names_the_field(data: dict[str, object], message: str) -> None:
@@ -75,3 +96,47 @@ def test_report_scenarios_run_the_kernel_of_the_testbed_that_measured_them() -> 
         assert report_scenario(wl, n_domus=2).host.dom0_kernel == kernel
         for n in (1, 2, 4, 8):
             assert load_scenario(SCENARIO_DIR / f"{wl}-{n}.toml").host.dom0_kernel == kernel
+
+
+def _phase(**keys: object) -> dict[str, object]:
+    return {"domains": [{"name": "a", "workload": "send"}], "phases": [{"at_s": 1, **keys}]}
+
+
+@pytest.mark.parametrize(
+    ("phase", "message"),
+    [
+        ({"action": "workload", "domain": "a"}, "phases[0]: action 'workload' needs workload"),
+        ({"action": "workload", "domain": "a", "workload": "forward"}, "forward needs host.nics"),
+        ({"action": "stop", "domain": "a", "duty": 0.3}, "duty: only with action 'workload'"),
+        ({"action": "stop", "domain": "a", "weight": 5}, "weight: only with action 'weight'"),
+        ({"action": "weight", "domain": "a"}, "phases[0]: action 'weight' needs weight"),
+        ({"action": "cap", "domain": "a", "cap": 200}, "phases[0].cap: Input should be less"),
+        ({"action": "stop", "domain": "a", "at_s": float("inf")}, "at_s: Input should be a finite"),
+        (
+            {"action": "workload", "domain": "a", "workload": "send", "duty": 0.5},
+            "phases[0]: duty: only for workload burn, not 'send'",
+        ),
+    ],
+)
+def test_a_phase_takes_only_the_keys_of_its_action(phase: dict[str, object], message: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(_phase(**phase), "test.toml")
+    assert message in str(info.value)
+
+
+def test_a_file_whose_events_fall_after_the_end_is_refused(tmp_path: Path) -> None:
+    """A phase or a stop that would never happen is a mistake in the file; the same
+    scenario shortened from the command line (or by the suite) just ends first."""
+    path = tmp_path / "late.toml"
+    path.write_text(
+        "duration_s = 1\nwarmup_s = 0\n"
+        '[[domains]]\nname = "a"\nworkload = "send"\nstop_s = 5\n'
+        '[[phases]]\nat_s = 1000\naction = "stop"\ndomain = "a"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value) == (
+        f"{path}: domains[0].stop_s = 5; phases[0].at_s = 1000: never happens, the run ends "
+        "at 1 s (warmup_s + duration_s)"
+    )
