@@ -11,6 +11,7 @@ experiments call it after advancing a simulated host by one interval. Same code 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -46,7 +47,7 @@ from xvrd.policy.base import (
     Verdict,
 )
 from xvrd.sampler import DomainRates, Observation, Sampler
-from xvrd.state import Hold, Override, StateError, StateStore, now_iso
+from xvrd.state import Hold, Override, PersistedState, StateError, StateStore, now_iso
 
 log = structlog.get_logger("xvrd.daemon")
 
@@ -377,6 +378,22 @@ class Daemon:
                 log.error("state not saved", error=str(exc))
                 raise ControlError("unavailable", str(exc)) from None
 
+    def _commit(self, change: Callable[[PersistedState], object], quiet: bool = False) -> None:
+        """Make ``change`` to the persisted state and save it, before the host is touched:
+        if the save fails, the state in memory is put back as it was and StateError raised,
+        so an operator's command that reports a failure has changed nothing. ``quiet``: a
+        failure is only logged (undoing after another error, which is the one to report)."""
+        before = self.state.model_copy(deep=True)
+        change(self.state)
+        try:
+            self.store.save(self.state)
+        except StateError as exc:
+            for name in type(self.state).model_fields:
+                setattr(self.state, name, getattr(before, name))
+            if not quiet:
+                raise
+            log.error("state not saved", error=str(exc))
+
     # ------------------------------------------------------------------ ControlAPI
     def set_weight(self, domain: str, weight: int) -> str:
         wr = self.host.weight_range
@@ -385,9 +402,16 @@ class Daemon:
 
         def run() -> str:
             d = self._resolve(domain)
-            self.actuator.set_weight(d.uuid, d.name, weight, "manual override")
-            self.state.overrides[d.uuid] = Override(name=d.name, weight=weight)
-            self.store.save(self.state)
+            before = self.state.overrides.get(d.uuid)
+            self.actuator.remember(d.uuid, d.name)
+            override = Override(name=d.name, weight=weight)
+            self._commit(lambda s: _put(s.overrides, d.uuid, override))
+            try:
+                self.actuator.set_weight(d.uuid, d.name, weight, "manual override")
+            except BackendError:
+                # The host refused: the override it was saved as goes too.
+                self._commit(lambda s: _put(s.overrides, d.uuid, before), quiet=True)
+                raise
             log.info("override set", domain=d.name, weight=weight)
             return f"{d.name}: weight {weight} (manual; the policy will not change it)"
 
@@ -398,8 +422,7 @@ class Daemon:
             d = self._resolve(domain)
             if d.uuid not in self.state.overrides:
                 raise ControlError("not_found", f"{d.name} has no manual weight")
-            del self.state.overrides[d.uuid]
-            self.store.save(self.state)
+            self._commit(lambda s: s.overrides.pop(d.uuid))
             self.actuator.restore(d.uuid, "manual override removed")
             kept = ""
             if self.state.dom0_pin:
@@ -437,9 +460,8 @@ class Daemon:
             raise refusal
 
         def run() -> str:
+            self._commit(lambda s: setattr(s, "dom0_pin", sorted(cpus)))
             self._apply_dom0_pin(cpus, self.backend.list_domains())
-            self.state.dom0_pin = sorted(cpus)
-            self.store.save(self.state)
             log.info("dom0 pinned", cpus=sorted(cpus))
             return f"dom0 pinned to CPUs {','.join(map(str, sorted(cpus)))}; domUs kept off them"
 
@@ -459,8 +481,7 @@ class Daemon:
         def run() -> str:
             if not self.state.dom0_pin:
                 raise ControlError("not_found", "dom0 is not pinned by an override")
-            self.state.dom0_pin = None
-            self.store.save(self.state)
+            self._commit(lambda s: setattr(s, "dom0_pin", None))
             for d in self.backend.list_domains():
                 target = self.actuator.original_pinning(d.uuid) or Pinning(
                     (self.host.cpu_ids,) * d.vcpus
@@ -504,13 +525,28 @@ class Daemon:
             return "automatic changes resumed"
 
     def restore(self) -> str:
+        def forget(s: PersistedState) -> None:
+            # Held even when a domain fails: the policy must not re-tune what went back.
+            s.overrides.clear()
+            s.dom0_pin = None
+            s.hold = Hold(reason="restored by operator", since=now_iso())
+
         def run() -> str:
+            try:
+                self._commit(forget)
+            except StateError as exc:
+                # The originals are the safe side: put back all the same, held until the
+                # daemon stops (as `hold` errs on the held side); a restart would read the
+                # overrides still saved.
+                forget(self.state)
+                with contextlib.suppress(StateError):
+                    self.actuator.restore_all("restore requested")
+                log.error("restore not saved", error=str(exc))
+                raise ControlError(
+                    "unavailable",
+                    f"restored and held until the daemon stops, but not saved: {exc}",
+                ) from None
             records, failed = self.actuator.restore_all("restore requested")
-            # Held even when a domain failed: the policy must not re-tune what went back.
-            self.state.overrides.clear()
-            self.state.dom0_pin = None
-            self.state.hold = Hold(reason="restored by operator", since=now_iso())
-            self.store.save(self.state)
             log.info("restored", changes=len(records), failed=failed)
             if failed:
                 raise ControlError(
@@ -609,3 +645,11 @@ class Daemon:
 
 def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _put(table: dict[str, Override], key: str, value: Override | None) -> None:
+    """Set or, for None, remove ``table[key]``."""
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value

@@ -473,3 +473,38 @@ def test_a_domu_raise_left_by_a_crashed_run_is_given_back(
         a for a in again.status()["actions"] if a["domain"] == "dom3" and a["setting"] == "weight"
     ]
     assert gave_back[-1]["reason"].startswith("give CPU back")
+
+
+def test_an_override_command_that_cannot_save_changes_nothing(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """set-weight, unset, pin-dom0 and unpin-dom0 each save what they do before touching
+    the host: when the save fails, the host, the overrides and the status are as before the
+    command, which reports the failure. restore errs on the restored side, as hold does."""
+    daemon = Daemon(settings, backend)
+    daemon.reconcile()
+    daemon.set_weight("dom1", 300)
+    daemon.pin_dom0(frozenset({0}))
+    make_state_unwritable(settings)
+
+    def host() -> dict[str, tuple[int, tuple[frozenset[int], ...]]]:
+        return {d.name: (d.weight, d.pinning) for d in backend.host.domains()}
+
+    before = (host(), daemon.state.model_dump())
+    commands = (
+        lambda: daemon.set_weight("dom1", 500),
+        lambda: daemon.set_weight("dom2", 500),
+        lambda: daemon.unset("dom1"),
+        daemon.unpin_dom0,
+        lambda: daemon.pin_dom0(frozenset({1})),
+    )
+    for command in commands:
+        with pytest.raises(ControlError, match="cannot write") as info:
+            command()
+        assert info.value.code == "unavailable"
+        assert (host(), daemon.state.model_dump()) == before
+    with pytest.raises(ControlError, match="restored and held until the daemon stops, but not"):
+        daemon.restore()
+    assert host() == {d.name: (256, (frozenset({0, 1}),)) for d in backend.host.domains()}
+    assert daemon.status()["hold"]["held"]
+    assert not daemon.state.overrides
