@@ -53,6 +53,8 @@ def test_hold_reason_defaults_to_empty_and_args_may_be_omitted() -> None:
     ("raw", "fragment"),
     [
         (b"{not json", "malformed JSON"),
+        (b'{"version":1,"command":"set_weight","args":{"weight":' + b"9" * 5000 + b"}}", "digits"),
+        (b"[" * 60000, "nested too deeply"),
         (b"\xff\xfe", "UTF-8"),
         (b"[1, 2]", "JSON object"),
         (request("reboot"), "unknown command 'reboot'"),

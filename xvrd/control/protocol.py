@@ -177,6 +177,10 @@ def decode_request(raw: bytes) -> Request:
         raise ControlError("bad_request", "a request must be UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ControlError("bad_request", f"malformed JSON: {exc.msg} at {exc.pos}") from None
+    except ValueError as exc:  # an integer of more than sys.get_int_max_str_digits() digits
+        raise ControlError("bad_request", f"malformed JSON: {exc}") from None
+    except RecursionError:  # "[[[[..." deeper than the parser recurses
+        raise ControlError("bad_request", "malformed JSON: nested too deeply") from None
     return validate_request(document)
 
 

@@ -286,6 +286,10 @@ class ControlServer:
                         conn.sendall(response)
         except OSError:
             pass
+        except Exception:
+            # A bug, not the client's doing: logged as one event (JSON for journald), not a
+            # bare thread traceback on stderr; the daemon and its other clients go on.
+            log.exception("control connection failed")
         finally:
             with self._conns_lock:
                 self._conns.pop(conn, None)
