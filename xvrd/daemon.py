@@ -119,12 +119,25 @@ class Daemon:
             gone = [u for u in self.state.originals if u not in live]
             for uuid in gone:
                 del self.state.originals[uuid]
-            for uuid, override in self.state.overrides.items():
+            wr = self.host.weight_range
+            for uuid, override in list(self.state.overrides.items()):
                 dom = live.get(uuid)
-                if dom is not None:
-                    self.actuator.set_weight(
-                        uuid, dom.name, override.weight, "manual override (restart)"
+                if dom is None:
+                    continue
+                if not wr.contains(override.weight):
+                    # A state file from another kind of host, or edited by hand: as for a
+                    # dom0 pinning that no longer fits, keeping it would stop every start.
+                    log.warning(
+                        "manual weight dropped: outside the host's range",
+                        domain=dom.name,
+                        weight=override.weight,
+                        accepted=f"{wr.low}..{wr.high}",
                     )
+                    del self.state.overrides[uuid]
+                    continue
+                self.actuator.set_weight(
+                    uuid, dom.name, override.weight, "manual override (restart)"
+                )
             if self.state.dom0_pin:
                 pin = frozenset(self.state.dom0_pin)
                 refusal = self._dom0_pin_refusal(pin)

@@ -14,6 +14,7 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,23 +26,29 @@ class StateError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a hand-edited true or "300" is refused, not taken as a weight of 1 or 300.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+#: Weights as any backend has them: Xen's 1..65535, QEMU's cpu_shares up to 262144.
+AnyWeight = Annotated[int, Field(ge=1, le=262144)]
+CpuId = Annotated[int, Field(ge=0)]
 
 
 class Original(_Model):
     """A domain's settings before xvrd changed any of them."""
 
     name: str
-    weight: int
-    cap: int = 0
-    pinning: list[list[int]] = Field(default_factory=list)
+    weight: AnyWeight
+    cap: int = Field(0, ge=0)
+    pinning: list[list[CpuId]] = Field(default_factory=list)
 
 
 class Override(_Model):
     """A manual weight the policy never changes."""
 
     name: str
-    weight: int = Field(ge=1, le=262144)
+    weight: AnyWeight
 
 
 class Hold(_Model):
@@ -53,7 +60,7 @@ class PersistedState(_Model):
     version: int = STATE_VERSION
     originals: dict[str, Original] = Field(default_factory=dict)
     overrides: dict[str, Override] = Field(default_factory=dict)
-    dom0_pin: list[int] | None = None
+    dom0_pin: list[CpuId] | None = Field(None, min_length=1)
     hold: Hold | None = None
     boot_id: str | None = None  # the host's boot the originals were recorded in
 
@@ -81,8 +88,9 @@ class StateStore:
         except OSError as exc:
             raise StateError(f"cannot read {self.path}: {exc}") from None
         except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+            what = _first_error(exc) if isinstance(exc, ValidationError) else type(exc).__name__
             raise StateError(
-                f"{self.path} is not a valid xvrd state file ({exc.__class__.__name__}); "
+                f"{self.path} is not a valid xvrd state file ({what}); "
                 "move it aside to start afresh (the originals it records will not be restored)"
             ) from None
         if state.version != STATE_VERSION:
@@ -116,3 +124,13 @@ class StateStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first thing wrong, by field: ``overrides.<uuid>.weight: ... (got 100000)``."""
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    more = len(exc.errors()) - 1
+    return f"{loc}: {err['msg']}{shown}" + (f"; and {more} more" if more else "")

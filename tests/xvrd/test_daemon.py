@@ -225,6 +225,44 @@ def test_corrupt_state_file_stops_the_start(settings: Settings, backend: Simulat
         Daemon(settings, backend)
 
 
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"originals": {DOM0_UUID: {"name": "Domain-0", "weight": -5}}}, "weight: Input should"),
+        ({"overrides": {DOM0_UUID: {"name": "Domain-0", "weight": True}}}, "valid integer"),
+        ({"overrides": {DOM0_UUID: {"name": "Domain-0", "weight": "300"}}}, "(got '300')"),
+        ({"dom0_pin": []}, "dom0_pin: List should have at least 1 item"),
+        ({"version": "1"}, "version: Input should be a valid integer"),
+    ],
+)
+def test_a_hand_edited_state_value_stops_the_start_naming_it(
+    settings: Settings, backend: SimulatorBackend, entry: dict[str, Any], message: str
+) -> None:
+    """Nothing converted (true is not a weight of 1) and nothing out of any host's range
+    (an original of -5 could never be put back): the start stops, naming the field."""
+    settings.state_dir.mkdir(parents=True)
+    (settings.state_dir / "state.json").write_text(json.dumps({"version": 1, **entry}))
+    with pytest.raises(StateError, match="move it aside") as info:
+        Daemon(settings, backend)
+    assert message in str(info.value)
+    assert weight(backend, "Domain-0") == 256
+
+
+def test_a_saved_weight_outside_this_hosts_range_is_dropped_at_start(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """An override saved on a host with a wider range (QEMU's cpu_shares): dropped with a
+    warning, as a dom0 pinning that no longer fits is, rather than stopping every start."""
+    settings.state_dir.mkdir(parents=True)
+    saved = {"version": 1, "overrides": {DOM0_UUID: {"name": "Domain-0", "weight": 100000}}}
+    (settings.state_dir / "state.json").write_text(json.dumps(saved))
+    daemon = Daemon(settings, backend)
+    daemon.reconcile()
+    assert weight(backend, "Domain-0") == 256
+    assert not daemon.state.overrides
+    assert json.loads((settings.state_dir / "state.json").read_text())["overrides"] == {}
+
+
 def test_state_file_is_replaced_atomically(settings: Settings, backend: SimulatorBackend) -> None:
     daemon = Daemon(settings, backend)
     daemon.hold("x")
