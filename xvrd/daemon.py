@@ -348,9 +348,16 @@ class Daemon:
             domains = self.backend.list_domains()
         except BackendUnavailable as exc:
             raise ControlError("unavailable", f"host unreachable: {exc}") from None
-        for d in domains:
-            if domain in (d.name, d.uuid) or (domain.isdigit() and int(domain) == d.domid):
-                return d
+        # A name first, then a UUID, then a domain ID (ASCII digits): a domain named "2"
+        # is the one meant by "2", whichever order the host lists domains in.
+        domid = int(domain) if domain.isascii() and domain.isdigit() else None
+        found = (
+            next((d for d in domains if d.name == domain), None)
+            or next((d for d in domains if d.uuid == domain), None)
+            or next((d for d in domains if d.domid == domid), None)
+        )
+        if found is not None:
+            return found
         raise ControlError("not_found", f"no running domain named {domain!r} (name, UUID or ID)")
 
     def _refresh_settings(self) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from simulator.host import DOM0_UUID
-from simulator.scenario import report_scenario
+from simulator.scenario import parse_scenario, report_scenario
 from xvrd.analysis import Assessment, Finding
 from xvrd.backends.base import Pinning
 from xvrd.backends.simulated import SimulatorBackend
@@ -546,3 +546,25 @@ def test_an_override_command_that_cannot_save_changes_nothing(
     assert host() == {d.name: (256, (frozenset({0, 1}),)) for d in backend.host.domains()}
     assert daemon.status()["hold"]["held"]
     assert not daemon.state.overrides
+
+
+def test_a_domain_is_found_by_name_before_uuid_and_id(settings: Settings) -> None:
+    """ "2" is the domain named 2, not domain ID 2, whatever order the host lists them in;
+    an ID is ASCII digits (not another script's)."""
+    scenario = parse_scenario(
+        {"domains": [{"name": "2", "workload": "idle"}, {"name": "web", "workload": "idle"}]}
+    )
+    backend = SimulatorBackend.from_scenario(scenario, speed=None)
+    ids = {d.name: d.domid for d in backend.list_domains()}
+    assert ids == {"Domain-0": 0, "2": 1, "web": 2}
+    daemon = Daemon(settings, backend)
+    daemon.reconcile()
+    daemon.set_weight("2", 300)
+    daemon.set_weight("0", 700)
+    with pytest.raises(ControlError, match="no running domain named"):
+        daemon.set_weight("\u0661", 400)  # an Arabic-Indic 1
+    assert (weight(backend, "2"), weight(backend, "web"), weight(backend, "Domain-0")) == (
+        300,
+        256,
+        700,
+    )

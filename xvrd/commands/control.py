@@ -49,15 +49,18 @@ _EPILOG = (
 )
 
 
+DOMAIN_HELP = "name, UUID or ID (a name is matched first)"
+
+
 # --- argument types: messages say what is accepted ------------------------------------------
 
 
 def weight_arg(text: str) -> int:
     accepted = f"an integer from {protocol.WEIGHT_MIN} to {protocol.WEIGHT_MAX}"
-    try:
-        weight = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {accepted}") from None
+    # ASCII digits only: int() would also take "1_000", "+7" and other scripts' digits.
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {accepted}")
+    weight = int(text, 10)
     if not protocol.WEIGHT_MIN <= weight <= protocol.WEIGHT_MAX:
         raise argparse.ArgumentTypeError(f"{text!r} is not {accepted}")
     return weight
@@ -141,7 +144,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     set_weight = add(
         "set-weight", "pin a domain's weight; the automatic policy leaves it alone", _set_weight
     )
-    set_weight.add_argument("domain", type=domain_arg, metavar="DOMAIN", help="name, UUID or ID")
+    set_weight.add_argument(
+        "domain",
+        type=domain_arg,
+        metavar="DOMAIN",
+        help="name, UUID or ID (a name is matched first)",
+    )
     set_weight.add_argument(
         "weight",
         type=weight_arg,
@@ -150,7 +158,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
 
     unset = add("unset", "drop a manual weight; the policy may manage the domain again", _unset)
-    unset.add_argument("domain", type=domain_arg, metavar="DOMAIN", help="name, UUID or ID")
+    unset.add_argument(
+        "domain",
+        type=domain_arg,
+        metavar="DOMAIN",
+        help="name, UUID or ID (a name is matched first)",
+    )
 
     pin = add("pin-dom0", "pin dom0's vCPUs to CPUS and keep domUs off them", _pin_dom0)
     pin.add_argument(
