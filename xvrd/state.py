@@ -9,6 +9,7 @@ them on the next clean stop.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -19,6 +20,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 STATE_VERSION = 1
+
+
+class StateDirBusy(Exception):
+    """Another process holds the state directory."""
 
 
 class StateError(Exception):
@@ -134,3 +139,27 @@ def _first_error(exc: ValidationError) -> str:
     shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
     more = len(exc.errors()) - 1
     return f"{loc}: {err['msg']}{shown}" + (f"; and {more} more" if more else "")
+
+
+LOCK_FILENAME = ".lock"
+
+
+def lock_state_dir(directory: Path) -> int:
+    """Hold the state directory for this process's lifetime; returns the lock's descriptor.
+
+    Two daemons (or a daemon and a `--once`) on different sockets but one state directory
+    would each rewrite the other's originals: the second is refused with StateDirBusy. The
+    lock is an flock, so it goes when the process does, crashes included. StateError when
+    the directory cannot be made or written.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+        fd = os.open(directory / LOCK_FILENAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except OSError as exc:
+        raise StateError(f"cannot write the state directory {directory}: {exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateDirBusy(f"another xvrd uses the state directory {directory}") from None
+    return fd

@@ -136,9 +136,9 @@ def test_hold_keeps_the_adaptive_policy_off_until_resume() -> None:
 
 
 def test_second_daemon_is_refused_before_touching_anything(daemon: RunningDaemon) -> None:
-    """A second `xvrd run` (or `--once`) on a live socket exits 69 without reconciling or
-    writing state, so it cannot put back what the running daemon changed; SIGINT then
-    stops the first."""
+    """A second `xvrd run` (or `--once`) on a live socket, or on another socket with the
+    same state directory, exits 69 without reconciling or writing state, so it cannot put
+    back what the running daemon changed; SIGINT then stops the first."""
     daemon.start()
     assert daemon.cli("set-weight", "dom2", "1024").returncode == 0
     state = daemon.state_dir / "state.json"
@@ -153,6 +153,24 @@ def test_second_daemon_is_refused_before_touching_anything(daemon: RunningDaemon
         )
         assert second.returncode == 69, extra
         assert "another xvrd is listening" in second.stderr
+    # Nor on another socket with the same state directory: the state is the daemon's.
+    other = subprocess.run(
+        [
+            *XVRD,
+            "run",
+            "--config",
+            str(daemon.config),
+            "--once",
+            "--socket",
+            str(daemon.sock) + "2",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 69
+    assert other.stderr.strip() == f"xvrd: another xvrd uses the state directory {daemon.state_dir}"
     after = json.loads(state.read_text())
     assert (after["originals"], after["overrides"]) == (before["originals"], before["overrides"])
     assert "reconciled" not in second.stderr

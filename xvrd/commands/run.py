@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import grp
 import json
+import os
 import signal
 import socket
 import sys
@@ -31,7 +32,7 @@ from xvrd.logs import configure_logging
 from xvrd.notify import TickWatchdog, notify, watchdog_interval_s
 from xvrd.policy.adaptive import AdaptivePolicy
 from xvrd.policy.base import NoopPolicy, Policy
-from xvrd.state import StateError
+from xvrd.state import StateDirBusy, StateError, lock_state_dir
 
 log = structlog.get_logger("xvrd.run")
 
@@ -115,6 +116,22 @@ def main(args: argparse.Namespace) -> int:
         # a --once beside it would rewrite its state file behind its back.
         print(f"xvrd: another xvrd is listening on {settings.socket_path}", file=sys.stderr)
         return EX_UNAVAILABLE
+    try:
+        # Held while this runs: nothing else may rewrite the state meanwhile.
+        lock = lock_state_dir(settings.state_dir)
+    except StateDirBusy as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except StateError as exc:
+        print(f"xvrd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        return _run_locked(args, settings)
+    finally:
+        os.close(lock)
+
+
+def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_format, settings.log_level)
     try:
         backend = make_backend(settings)
