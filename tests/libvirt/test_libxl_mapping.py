@@ -287,3 +287,70 @@ def test_hotplugged_vif_is_seen_once_the_xml_is_old(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(backend_module, "VIF_REFRESH_S", -1.0)
     backend.list_domains()
     assert [v.name for v in backend.read_counters(uuid).vifs] == ["vif3.0", "vif3.1"]
+
+
+def _internal_error(message: str) -> libvirt.libvirtError:
+    err = libvirt.libvirtError(message)
+    err.err = (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_LIBXL, message, 2)
+    return err
+
+
+def test_a_domain_libxl_cannot_read_does_not_stop_the_listing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A domU being torn down ("libxl_domain_info failed"): listed from what was read of it
+    before when the XML is re-read, left out when never read; the others are listed."""
+    import xvrd.backends.libvirt as backend_module
+
+    backend, conn = _backend("credit")
+    assert [d.name for d in backend.list_domains()] == ["Domain-0", "router", "web"]
+    router = conn.domains[2]
+
+    def dying(*_args: object) -> object:
+        raise _internal_error("libxl_domain_info failed")
+
+    monkeypatch.setattr(router, "info", dying)
+    monkeypatch.setattr(backend_module, "VIF_REFRESH_S", -1.0)  # every listing re-reads
+    assert [d.name for d in backend.list_domains()] == ["Domain-0", "router", "web"]
+    conn.domains.append(FakeXenDomain(9, "new", "credit"))
+    monkeypatch.setattr(conn.domains[3], "info", dying)
+    assert [d.name for d in backend.list_domains()] == ["Domain-0", "router", "web"]
+
+
+def test_a_failed_cpu_reading_is_an_error_not_another_counter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """getCPUStats failing once (not unsupported) fails this reading: falling back to
+    info()'s counter for one reading would make a rate of two different counters."""
+    from xvrd.backends.base import BackendError
+
+    backend, conn = _backend("credit")
+    uuid = backend.list_domains()[1].uuid
+
+    def busy(_total: bool) -> object:
+        raise _internal_error("cannot acquire state change lock")
+
+    monkeypatch.setattr(conn.domains[2], "getCPUStats", busy)
+    with pytest.raises(BackendError, match="state change lock"):
+        backend.read_counters(uuid)
+
+
+def test_a_vif_read_error_other_than_unplugged_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only "not a known interface" re-reads the XML and tries again; a lock timeout would
+    just be waited for twice."""
+    from xvrd.backends.base import BackendError
+
+    backend, conn = _backend("credit")
+    uuid = backend.list_domains()[1].uuid
+    calls: list[str] = []
+
+    def locked(dev: str) -> object:
+        calls.append(dev)
+        raise _internal_error("cannot acquire state change lock (held by query)")
+
+    monkeypatch.setattr(conn.domains[2], "interfaceStats", locked)
+    with pytest.raises(BackendError, match="state change lock"):
+        backend.read_counters(uuid)
+    assert calls == ["vif3.0"]

@@ -356,6 +356,16 @@ class LibvirtBackend:
                 known = self._known_for(uuid, domid, dom)
             except DomainGone:
                 continue  # stopped between the listing and now: not running, not listed
+            except BackendUnavailable:
+                raise
+            except BackendError:
+                # One domain's trouble (libxl cannot read a domU being torn down) is not the
+                # host's: what was read of it before still describes it, and one never read
+                # is left out until it can be.
+                cached = self._known.get(uuid)
+                if cached is None or cached.domid != domid:
+                    continue
+                known = cached
             seen[uuid] = dom
             rows.append((domid, str(dom.name()), uuid, known.vcpus))
         self._domains = seen
@@ -403,10 +413,10 @@ class LibvirtBackend:
         cpu_ns = self._cpu_ns(uuid, dom)
         try:
             vifs = [self._vif_counters(uuid, dom, name) for name in known.vifs]
-        except (BackendUnavailable, DomainGone):
-            raise
-        except BackendError:
-            # A vif unplugged since the XML was read: read the XML again, then the rest.
+        except InvalidSetting:
+            # "not a known interface": a vif unplugged since the XML was read. Read the XML
+            # again, then the rest. Any other error (a lock held by a save or migration)
+            # would only be waited for twice.
             known = self._known_for(uuid, int(dom.ID()), dom, fresh=True)
             vifs = [self._vif_counters(uuid, dom, name) for name in known.vifs]
         return DomainCounters(uuid=uuid, cpu_ns=cpu_ns, vifs=tuple(vifs))
@@ -426,14 +436,18 @@ class LibvirtBackend:
         )
 
     def _cpu_ns(self, uuid: str, dom: Any) -> int:
-        """Total CPU time: getCPUStats(total) where the driver has it, else info()."""
+        """Total CPU time: getCPUStats(total) where the driver has it, else info().
+
+        Only a driver without getCPUStats gets info()'s counter, and then every time: on
+        some drivers the two differ, and a rate across one of each would be nonsense. Any
+        other failure is this domain's error for this reading."""
         try:
             return int(dom.getCPUStats(True)[0]["cpu_time"])
         except (KeyError, IndexError):
             pass
         except libvirt.libvirtError as err:
             sorted_err = sort_libvirt_error(err, uuid)
-            if isinstance(sorted_err, BackendUnavailable | DomainGone):
+            if not isinstance(sorted_err, Unsupported):
                 self._after_error(sorted_err, uuid)
                 raise sorted_err from err
         with self._sorted(uuid):
