@@ -190,8 +190,16 @@ class Daemon:
             self.ticks += 1
             self.last_tick_at = self.monotonic()
             self.observation = obs
+            applied = self.actuator.applied
             if self.state.dom0_pin and not self._hold_dom0_pin(obs):
                 return None
+            if self.state.overrides and not self._hold_overrides(obs):
+                return None
+            if self.actuator.applied != applied:
+                self._refresh_settings()  # the policy and status see the settings as held
+                if not self.connected:
+                    return None
+                obs = self.observation
             if not obs.complete:
                 self.assessment = None
                 return obs
@@ -242,9 +250,45 @@ class Daemon:
                     error=str(exc),
                 )
                 self.state.dom0_pin = None
-                self.store.save(self.state)
+                self._save_quietly()
                 return True
         return True
+
+    def _hold_overrides(self, obs: Observation) -> bool:
+        """A manual weight holds: a domU rebooted (same UUID, its configured weight again)
+        or re-weighted behind xvrd's back gets it back, rather than status saying 'manual'
+        over a weight that is not. False if the host went away."""
+        for d in obs.domains:
+            override = self.state.overrides.get(d.uuid)
+            if override is None or d.weight == override.weight:
+                continue
+            try:
+                self.actuator.set_weight(d.uuid, d.name, override.weight, "manual override (held)")
+            except DomainGone:
+                continue
+            except BackendUnavailable as exc:
+                self._lost(exc)
+                return False
+            except (BackendError, StateError) as exc:
+                # Refused: retrying every tick would only repeat the error. Dropped, as an
+                # override the host cannot take is at a restart.
+                log.warning(
+                    "manual weight dropped: the host refused it",
+                    domain=d.name,
+                    weight=override.weight,
+                    error=str(exc),
+                )
+                del self.state.overrides[d.uuid]
+                self._save_quietly()
+        return True
+
+    def _save_quietly(self) -> None:
+        """Save from the tick, which never raises: a failure is logged and the next save
+        (the next change) tries again."""
+        try:
+            self.store.save(self.state)
+        except StateError as exc:
+            log.error("state not saved", error=str(exc))
 
     def _context(self) -> PolicyContext:
         return PolicyContext(
@@ -372,6 +416,12 @@ class Daemon:
                 sched = self.backend.get_sched(d.uuid)
                 pinning = self.backend.get_pinning(d.uuid)
             except DomainGone:
+                continue
+            except BackendUnavailable as exc:
+                self._lost(exc)  # the tick (or command) is done; the next one reconnects
+                return
+            except BackendError:
+                rows.append(d)  # as last read: this domain is the sampler's to report
                 continue
             rows.append(replace(d, weight=sched.weight, cap=sched.cap, pinning=pinning))
         self.observation = replace(obs, domains=tuple(rows))

@@ -568,3 +568,51 @@ def test_a_domain_is_found_by_name_before_uuid_and_id(settings: Settings) -> Non
         256,
         700,
     )
+
+
+def test_a_manual_weight_holds_when_the_domain_comes_back_without_it(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """A domU rebooted takes its configured weight again (here: set behind xvrd's back, as
+    the reboot does): the next tick puts the manual weight back, so status never shows
+    'manual' over a weight that is not."""
+    daemon = Daemon(settings, backend)
+    daemon.reconcile()
+    daemon.set_weight("dom2", 999)
+    uuid = next(d.uuid for d in backend.list_domains() if d.name == "dom2")
+    backend.set_weight(uuid, 256)
+    ticks(daemon, backend, 1)
+    assert weight(backend, "dom2") == 999
+    row = next(d for d in daemon.status()["domains"] if d["name"] == "dom2")
+    assert (row["weight"], row["weight_source"]) == (999, "manual")
+
+
+def test_a_host_lost_while_applying_ends_the_tick_quietly(
+    settings: Settings, backend: SimulatorBackend, mocker: Any
+) -> None:
+    """libvirtd going away between the policy's change and the re-read of the settings: the
+    tick records the loss and returns (it never raises), and status says unreachable. The
+    loss is faked: the simulated host cannot go away."""
+    from xvrd.backends.base import BackendUnavailable
+
+    daemon = Daemon(settings, backend, WantsDom0At(1024))
+    daemon.reconcile()
+    down = False
+    real_get_sched = backend.get_sched
+
+    def set_weight(_uuid: str, _weight: int) -> None:
+        nonlocal down
+        down = True
+        raise BackendUnavailable("libvirtd went away")
+
+    def get_sched(uuid: str) -> Any:
+        if down:
+            raise BackendUnavailable("libvirtd went away")
+        return real_get_sched(uuid)
+
+    mocker.patch.object(backend, "set_weight", side_effect=set_weight)
+    mocker.patch.object(backend, "get_sched", side_effect=get_sched)
+    ticks(daemon, backend, 2)
+    assert down
+    assert not daemon.connected
+    assert "libvirtd went away" in daemon.status()["backend"]["last_error"]
