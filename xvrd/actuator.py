@@ -223,8 +223,8 @@ class Actuator:
                 self.backend.set_weight(uuid, original.weight)
                 change = (str(sched.weight), str(original.weight))
                 records.append(self._record(original.name, "weight", change, reason, applied=True))
-            if sched.cap != original.cap:
-                self.backend.set_cap(uuid, original.cap)
+            # The cap is recorded, not restored: xvrd never sets one, so a cap that differs
+            # now is an operator's (`xl sched-credit -c`), made while xvrd ran.
             pinning = self.original_pinning(uuid)
             if pinning is not None:
                 current = self.backend.get_pinning(uuid)

@@ -616,3 +616,18 @@ def test_a_host_lost_while_applying_ends_the_tick_quietly(
     assert down
     assert not daemon.connected
     assert "libvirtd went away" in daemon.status()["backend"]["last_error"]
+
+
+def test_stopping_leaves_a_cap_the_operator_set_meanwhile(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """xvrd changes weights and pinning, never caps: a cap an operator set while it ran
+    (with xl) stays when it stops, and the weight it changed goes back."""
+    daemon = Daemon(settings, backend)
+    daemon.reconcile()
+    dom1 = next(d for d in backend.list_domains() if d.name == "dom1")
+    daemon.actuator.set_weight(dom1.uuid, "dom1", 1024, "test")
+    backend.set_cap(dom1.uuid, 50)
+    daemon.shutdown()
+    after = next(d for d in backend.host.domains() if d.name == "dom1")
+    assert (after.weight, after.cap) == (256, 50)
