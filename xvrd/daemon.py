@@ -92,6 +92,7 @@ class Daemon:
         self.last_error: str | None = None
         self._retry_at = 0.0
         self._retry_delay = RECONNECT_FIRST_S
+        self._reconnected_at: float | None = None  # when the last reconnect succeeded
 
     # ------------------------------------------------------------------ lifecycle
     def reconcile(self) -> None:
@@ -359,8 +360,14 @@ class Daemon:
             log.error("host unreachable; will reconnect", error=str(exc))
         self.connected = False
         self.last_error = str(exc)
-        self._retry_delay = RECONNECT_FIRST_S
-        self._retry_at = self.monotonic() + self._retry_delay
+        now = self.monotonic()
+        if self._reconnected_at is not None and now - self._reconnected_at < RECONNECT_MAX_S:
+            # Lost again soon after coming back (reconnect works, the next call fails): the
+            # host is flapping, so the backoff goes on growing instead of starting over.
+            self._retry_delay = min(RECONNECT_MAX_S, self._retry_delay * 2)
+        else:
+            self._retry_delay = RECONNECT_FIRST_S
+        self._retry_at = now + self._retry_delay
 
     def _reconnect(self) -> bool:
         now = self.monotonic()
@@ -377,6 +384,7 @@ class Daemon:
             self._retry_at = now + self._retry_delay
             return False
         self.connected = True
+        self._reconnected_at = now
         self.sampler.reset()
         log.info("host reachable again", uri=self.host.uri)
         try:

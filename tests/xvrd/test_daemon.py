@@ -631,3 +631,23 @@ def test_stopping_leaves_a_cap_the_operator_set_meanwhile(
     daemon.shutdown()
     after = next(d for d in backend.host.domains() if d.name == "dom1")
     assert (after.weight, after.cap) == (256, 50)
+
+
+def test_a_host_that_fails_right_after_each_reconnect_is_retried_ever_later(
+    settings: Settings, backend: SimulatorBackend, mocker: Any
+) -> None:
+    """Reconnecting works but the next call fails (a flapping libvirtd): the delay doubles
+    each time up to a minute, rather than starting again at 1 s. Faked: the simulated host
+    cannot flap."""
+    from xvrd.backends.base import BackendUnavailable
+
+    clock = [0.0]
+    daemon = Daemon(settings, backend, monotonic=lambda: clock[0])
+    daemon.reconcile()
+    mocker.patch.object(backend, "list_domains", side_effect=BackendUnavailable("flapping"))
+    delays = []
+    for _ in range(8):
+        daemon.tick()
+        delays.append(daemon._retry_delay)
+        clock[0] += daemon._retry_delay
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
