@@ -496,3 +496,108 @@ def test_a_raise_that_did_not_help_is_followed_by_a_pin_trial_without_waiting() 
     trial = decisions[-1].state.trial
     assert trial is not None
     assert (trial.measure, trial.gain) == (RESIDUAL_MEASURE, RESIDUAL_GAIN)
+
+
+#: Eight receivers, the last created starved: Jain about 0.6.
+STARVING = (300.0, 280.0, 180.0, 100.0, 50.0, 20.0, 10.0, 5.0)
+
+
+def _with_dom0(obs: Observation, **changes: object) -> Observation:
+    return replace(obs, domains=tuple(
+        replace(d, **changes) if d.is_dom0 else d for d in obs.domains  # type: ignore[arg-type]
+    ))  # fmt: skip
+
+
+def _raises(decisions: list[Decision]) -> list[int]:
+    return [
+        a.weight
+        for d in decisions
+        for a in d.actions
+        if isinstance(a, SetWeight) and a.name == "Domain-0" and "did not help" not in a.reason
+    ]
+
+
+def test_less_traffic_with_dom0_at_ease_is_no_regression() -> None:
+    """After a kept change reached 900, the flows slow to 150 Mb/s each with dom0 at 10 %:
+    the senders want less, nothing for dom0's weight to fix, so no finding and no change;
+    the same drop with dom0 busy is a regression."""
+    slow = observation(domus_cpu_pct=20.0, dom0_cpu_pct=10.0, rates=(150.0,) * 4)
+    slow = _with_dom0(slow, weight=256)  # nothing to give back either
+    decisions = after_a_kept_raise(slow, 30)
+    assert not [f for d in decisions for f in d.findings]
+    assert not [a for d in decisions for a in d.actions]
+    busy = observation(domus_cpu_pct=20.0, dom0_cpu_pct=48.0, rates=(150.0,) * 4)
+    busy = _with_dom0(busy, weight=256)
+    kinds = {f.kind for d in after_a_kept_raise(busy, 30) for f in d.findings}
+    assert "regression" in kinds
+
+
+def test_dom0_is_not_pinned_onto_one_pcpu_when_it_needs_more() -> None:
+    """Weight at the maximum, only pinning left: a 4-vCPU dom0 using 3.4 pCPUs is not
+    squeezed onto one; a 1-vCPU dom0 that fits on one is pinned."""
+    context = replace(CONTEXT, manual=frozenset())
+    big = _with_dom0(
+        observation(1.0, dom0_cpu_pct=85.5, rates=STARVING, host_cpus=4, dom0_vcpus=4),
+        weight=65535,
+    )
+    assert not pinned_dom0(drive([big] * 8, context))
+    small = _with_dom0(
+        observation(40.0, dom0_cpu_pct=25.0, rates=STARVING, host_cpus=4), weight=65535
+    )
+    assert pinned_dom0(drive([small] * 8, context))
+
+
+def test_a_dom0_pinned_to_fewer_pcpus_than_its_vcpus_is_busy_on_those() -> None:
+    """A 4-vCPU dom0 pinned to pCPU 0 of 2 can use half the host, not all of it: at 50 %
+    it is busy, so its starvation shows."""
+    from xvrd.policy.detect import dom0_load
+
+    obs = _with_dom0(
+        observation(20.0, dom0_cpu_pct=50.0, dom0_vcpus=4),
+        pinning=Pinning((frozenset({0}),) * 4),
+    )
+    load = dom0_load(obs)
+    assert load is not None
+    assert (load.capacity_pct, load.busy) == (50.0, True)
+
+
+def test_a_domain_created_without_traffic_is_no_traffic_to_serve() -> None:
+    """dom0 busy and short of credit, a domU created that moves nothing: no "more traffic"
+    raise (it was raised to 2633 and kept on 'fair throughput 0 -> 0')."""
+    four = observation(domus_cpu_pct=40.0, rates=(240.0,) * 4)
+    four = _with_dom0(four, weight=256)
+    idle = replace(domain(9, 256, 0.0), pinning=Pinning((frozenset({0, 1}),)))
+    five = replace(four, domains=(*four.domains, idle))
+    decisions = drive([four, four, five, five], CONTEXT)
+    assert not [a for d in decisions for a in d.actions]
+
+
+def test_nothing_measured_before_or_after_keeps_nothing() -> None:
+    """A raise judged with no traffic either side (0 -> 0) is put back, not kept."""
+    from xvrd.policy.adaptive import Trial
+
+    revert = (SetWeight("uuid-00", "Domain-0", 256, "raise did not help: back to 256"),)
+    state = AdaptiveState(trial=Trial("raise", revert, baseline=0.0, settle=0, measure=1))
+    decision = AdaptivePolicy()._judge(state, (0.0, 1.0), (0, 0, 0), (), CONTEXT)
+    assert decision.verdict is not None
+    assert not decision.verdict.kept
+    assert decision.actions == revert
+
+
+def test_findings_are_reported_on_the_tick_domains_are_destroyed() -> None:
+    """The tick a domU is destroyed is no evidence for a change, but what is wrong is still
+    reported: no 'cleared' then 'appeared' again in the log, no gap in status."""
+    unfair = observation(40.0, rates=STARVING)
+    fewer = replace(unfair, domains=unfair.domains[:-1])
+    decisions = drive([unfair, fewer], CONTEXT)
+    assert decisions[0].findings
+    assert {f.kind for f in decisions[1].findings} == {f.kind for f in decisions[0].findings}
+
+
+def test_a_failed_raise_is_tried_again_after_its_cooldown_where_pinning_is_not_possible() -> None:
+    """On a host that cannot pin dom0, a raise that did not help is tried again once its
+    cooldown is over (README: waits, doubling after each failure), not never again."""
+    unfair = _with_dom0(observation(40.0, rates=STARVING), weight=256)
+    context = replace(CONTEXT, can_pin_dom0=False)
+    decisions = drive([unfair] * (PERSIST + SETTLE + MEASURE + COOLDOWN + 8), context)
+    assert len(_raises(decisions)) == 2

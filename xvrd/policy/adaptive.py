@@ -347,11 +347,19 @@ class AdaptivePolicy:
             # them: this tick's aggregate and Jain are partial, no evidence for anything.
             # The next tick sees the new set of domains whole.
             survivors = tuple(sorted(set(st.running) & set(running)))
-            return Decision(state=replace(st, running=survivors, left=True))
+            return Decision(findings=findings, state=replace(st, running=survivors, left=True))
 
+        load = dom0_load(observation)
+        # Less fair throughput with dom0 at ease is less traffic (flows ending, senders
+        # slowing), not the host sliding back: only a busy dom0 makes it a regression.
         regressed = (
             st.regressed + 1
-            if (st.accepted is not None and score < st.accepted * (1 - REGRESSION))
+            if (
+                st.accepted is not None
+                and score < st.accepted * (1 - REGRESSION)
+                and load is not None
+                and load.busy
+            )
             else 0
         )
         if regressed > PERSIST:
@@ -380,8 +388,13 @@ class AdaptivePolicy:
         regime_changed = (
             st.left or running != st.running or kinds != {i for i, n in enumerate(st.regime) if n}
         )
-        # Domains created since the last tick (not at the first one: that is the start).
-        joined = len(set(running) - set(st.running)) if st.running else 0
+        # Domains created since the last tick with traffic (not at the first tick: that is
+        # the start); one created idle adds no packet work for dom0.
+        joined = (
+            len((set(running) - set(st.running)) & set(assessment.network_active))
+            if st.running
+            else 0
+        )
         st = replace(st, running=running, left=False)
         if not regime_changed:
             st = replace(st, regime=now_regime)
@@ -457,7 +470,8 @@ class AdaptivePolicy:
             kept = mean >= trial.baseline * (1 - LOSS)
             rule = f"no worse than -{LOSS:.0%}"
         else:
-            kept = mean >= trial.baseline * (1 + trial.gain)
+            # With no fair throughput before or after (no traffic), nothing shows it helped.
+            kept = mean > 0 and mean >= trial.baseline * (1 + trial.gain)
             rule = f"+{trial.gain:.0%}"
         verdict = Verdict(
             change=trial.change,
@@ -549,16 +563,21 @@ class AdaptivePolicy:
                 if boost is not None:
                     return boost
             target = wr.clamp(estimate if estimate > dom0.weight * 1.2 else dom0.weight * 2)
-            if weight_free and target > dom0.weight and not raise_failed:
-                return self._weight_trial(dom0, target, "raise", evidence, baseline)
-            if (
+            can_pin = (
                 not pinned
                 and not context.dom0_pin_manual
                 and context.can_pin_dom0
                 and obs.host_cpus >= 2
-                and (dom0.weight >= PIN_FROM_WEIGHT or not weight_free or raise_failed)
                 and assessment.idle_pct >= 50.0 / obs.host_cpus
-            ):
+                # all dom0 uses must fit on the one pCPU it would be pinned to
+                and load.cpu_pct <= DOM0_FITS * 100.0 / obs.host_cpus
+            )
+            # A failed raise is tried again once its cooldown is over, unless pinning (the
+            # other lever, tried at once after it) is there to try instead.
+            raise_allowed = not raise_failed or (st.cooldown == 0 and not can_pin)
+            if weight_free and target > dom0.weight and raise_allowed:
+                return self._weight_trial(dom0, target, "raise", evidence, baseline)
+            if can_pin and (dom0.weight >= PIN_FROM_WEIGHT or not weight_free or raise_failed):
                 change, trial = self._pin_trial(obs, baseline, evidence)
                 if raise_failed:
                     # What weights left over is small next to a tick's noise, as for the

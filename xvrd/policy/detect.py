@@ -60,9 +60,11 @@ class Dom0Load:
 def dom0_load(obs: Observation) -> Dom0Load | None:
     """dom0's standing, or None when the host does not show a dom0 (e.g. QEMU)."""
     dom0 = obs.dom0()
-    if dom0 is None or dom0.cpu_pct is None:
+    if dom0 is None or dom0.cpu_pct is None or dom0.vcpus < 1 or obs.host_cpus < 1:
         return None
-    capacity = 100.0 * min(dom0.vcpus, obs.host_cpus) / obs.host_cpus
+    # A dom0 pinned to fewer pCPUs than it has vCPUs can use no more than those.
+    allowed = frozenset().union(*dom0.pinning.vcpus) & obs.cpu_ids or obs.cpu_ids
+    capacity = 100.0 * min(dom0.vcpus, len(allowed), obs.host_cpus) / obs.host_cpus
     return Dom0Load(dom0.cpu_pct, capacity, due_pct(obs, dom0), dom0.weight)
 
 
@@ -80,6 +82,8 @@ def due_pct(
     own = d.weight if weight is None else weight
     total = active_weight(obs) if active is None else active
     total += own - (d.weight if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT else 0)
+    if obs.host_cpus < 1:
+        return 0.0
     capacity = 100.0 * min(d.vcpus, obs.host_cpus) / obs.host_cpus
     return min(capacity, 100.0 * own / total) if total > 0 else capacity
 
