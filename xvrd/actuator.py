@@ -93,14 +93,15 @@ class Actuator:
         self._advice_logged: dict[tuple[str, str], tuple[float, int]] = {}  # at, repeats
 
     # ------------------------------------------------------------------ originals
-    def original_pinning(self, uuid: str) -> Pinning | None:
+    def original_pinning(self, uuid: str, online: frozenset[int] | None = None) -> Pinning | None:
         """The affinity recorded before xvrd changed it, as the host can take it now (a
-        vCPU whose CPUs have all gone offline on every online one); None if none is."""
+        vCPU whose CPUs have all gone offline on every online one); None if none is.
+        ``online``: the online CPUs when the caller has them (else the host is asked)."""
         original = self.state.originals.get(uuid)
         if original is None or not original.pinning:
             return None
         recorded = Pinning(tuple(frozenset(c) for c in original.pinning))
-        return recorded.onto(self.backend.info().cpu_ids)
+        return recorded.onto(self.backend.info().cpu_ids if online is None else online)
 
     def remember(self, uuid: str, name: str) -> Original:
         """Record (and persist) a domain's current settings unless already recorded."""

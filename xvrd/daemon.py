@@ -207,7 +207,7 @@ class Daemon:
             assessment = assess(
                 obs, self.settings.link_frame_mbps, self.settings.network_active_mbps
             )
-            context = self._context()
+            context = self._context(obs)
             decision = self.policy.decide(obs, assessment, context, self.policy_state)
             self.policy_state = decision.state
             self._note_findings(decision.findings)
@@ -291,8 +291,9 @@ class Daemon:
         except StateError as exc:
             log.error("state not saved", error=str(exc))
 
-    def _context(self) -> PolicyContext:
+    def _context(self, obs: Observation) -> PolicyContext:
         return PolicyContext(
+            dom0_pinned_by_host=self._dom0_pinned_by_host(obs),
             weight_range=self.host.weight_range,
             manual=frozenset(self.state.overrides),
             dom0_pin_manual=bool(self.state.dom0_pin),
@@ -301,6 +302,15 @@ class Daemon:
             mode=self.settings.mode,
             original_weights={u: o.weight for u, o in self.state.originals.items()},
         )
+
+    def _dom0_pinned_by_host(self, obs: Observation) -> bool:
+        """dom0 kept off some online CPU, by neither xvrd's policy nor a manual pin-dom0:
+        its affinity is as it was before xvrd changed anything of dom0's."""
+        dom0 = obs.dom0()
+        if dom0 is None or self.state.dom0_pin or not dom0.pinning.is_pinned(obs.cpu_ids):
+            return False
+        original = self.actuator.original_pinning(dom0.uuid, obs.cpu_ids)
+        return original is None or original == dom0.pinning
 
     def _note_findings(self, findings: tuple[Finding, ...]) -> None:
         before = {f.kind for f in self.findings}

@@ -651,3 +651,23 @@ def test_a_host_that_fails_right_after_each_reconnect_is_retried_ever_later(
         delays.append(daemon._retry_delay)
         clock[0] += daemon._retry_delay
     assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+
+
+def test_a_dom0_pinning_the_host_booted_with_is_left_alone(settings: Settings) -> None:
+    """dom0 pinned at boot (Xen's dom0_vcpus_pin), CPU-bound domUs, nothing wrong: the
+    policy neither moves the domUs off dom0's pCPU nor 'gives CPU back' by unpinning dom0.
+    Both happened: the upkeep and the give-back took any pinning of dom0 for their own."""
+    scenario = parse_scenario(
+        {
+            "host": {"pcpus": 4, "dom0_pinning": [0]},
+            "domains": [{"name": "burn", "count": 4, "workload": "burn"}],
+        }
+    )
+    backend = SimulatorBackend.from_scenario(scenario, speed=None)
+    daemon = Daemon(settings, backend, AdaptivePolicy())
+    daemon.reconcile()
+    ticks(daemon, backend, 25)
+    assert not [r for r in daemon.actuator.history if r.setting == "pinning"]
+    pinning = {d.name: d.pinning for d in backend.host.domains()}
+    assert pinning["Domain-0"] == (frozenset({0}),)
+    assert pinning["burn1"] == (frozenset({0, 1, 2, 3}),)

@@ -610,7 +610,12 @@ class AdaptivePolicy:
             reason = f"less traffic to serve: estimate {estimate} for {sum(st.regime)} domUs"
             return self._weight_trial(dom0, target, "lower", reason, baseline)
         if st.clear >= GIVE_BACK_AFTER and assessment.idle_pct < IDLE_NEEDED_PCT:
-            if pinned and not context.dom0_pin_manual and context.can_pin_dom0:
+            if (
+                pinned
+                and not context.dom0_pin_manual
+                and not context.dom0_pinned_by_host
+                and context.can_pin_dom0
+            ):
                 return self._unpin_trial(obs, baseline)
             target = max(wr.default, dom0.weight // 2)
             # Only as far as the credit arithmetic still covers what dom0 uses: below that,
@@ -805,6 +810,7 @@ class AdaptivePolicy:
         if (
             dom0 is None
             or context.dom0_pin_manual
+            or context.dom0_pinned_by_host
             or not context.can_pin_dom0
             or not self._dom0_pinned(obs)
         ):

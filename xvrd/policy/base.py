@@ -56,6 +56,9 @@ class PolicyContext:
     # Weights before xvrd changed them (UUID -> weight), from the state file: what survives
     # a crash of the daemon, unlike the policy's own memory.
     original_weights: Mapping[str, int] = field(default_factory=dict)
+    # dom0 is pinned, and not by xvrd: the host's own affinity (Xen's dom0_vcpus_pin at
+    # boot, an operator's xl vcpu-pin). The policy neither unpins it nor moves domUs for it.
+    dom0_pinned_by_host: bool = False
 
 
 @dataclass(frozen=True, slots=True)
