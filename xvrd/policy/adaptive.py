@@ -20,17 +20,19 @@ shared fairly. It changes one thing at a time and judges it:
    While findings persist after a kept change, the next step doubles the weight.
 3. *Pinning.* When dom0's weight is already high, or a raise did not help, and findings
    persist with CPU to spare, dom0 is pinned to the first online pCPU and the domUs kept
-   off it, on a host that can pin dom0 (after a raise that did not help: at once,
-   measured as the residual pin below). Also when a kept raise cured the starvation but
-   sharing stays short of fair (mean Jain under ``JAIN_FAIR`` over ``RESIDUAL_WINDOW``
-   ticks) or the link short of full (mean efficiency under ``EFFICIENCY_FULL``) with dom0
-   still busy and the domUs' CPU fitting on the other pCPUs: the domUs' wake-ups on
-   dom0's pCPU still delay it, and alone there nothing does. That small gain is measured
-   over more ticks.
+   off it, on a host that can pin dom0 and if what dom0 uses fits on that pCPU (after a
+   raise that did not help: at once, measured as the residual pin below; where it cannot
+   pin, the raise is tried again after its cooldown). Also when a kept raise cured the
+   starvation but sharing stays short of fair (mean Jain under ``JAIN_FAIR`` over
+   ``RESIDUAL_WINDOW`` ticks) or the link short of full (mean efficiency under
+   ``EFFICIENCY_FULL``) with dom0 still busy and the domUs' CPU fitting on the other
+   pCPUs: the domUs' wake-ups on dom0's pCPU still delay it, and alone there nothing does.
+   That small gain is measured over more ticks.
 4. *Giving CPU back.* When the findings have been gone for ``GIVE_BACK_AFTER`` ticks, dom0's
    weight is above the default (or dom0 is pinned) and the domUs could use the CPU (little
    idle), the policy unpins or halves the weight (only if half still earns what dom0
-   uses), again keeping it only if nothing suffers.
+   uses), again keeping it only if nothing suffers. A dom0 pinning the host made (at boot,
+   by hand) is left as it is.
 5. *Crowded-out domUs.* A network domU among CPU-bound domUs is runnable most of the time,
    seldom wakes with BOOST and queues behind them: dom0's weight cannot help it. On that
    finding the policy doubles the domU's own weight (and dom0's to its estimate in the
