@@ -601,3 +601,19 @@ def test_a_failed_raise_is_tried_again_after_its_cooldown_where_pinning_is_not_p
     context = replace(CONTEXT, can_pin_dom0=False)
     decisions = drive([unfair] * (PERSIST + SETTLE + MEASURE + COOLDOWN + 8), context)
     assert len(_raises(decisions)) == 2
+
+
+def test_unfairness_wobbling_at_the_threshold_is_one_finding_not_a_flicker() -> None:
+    """Two flows wobbling by 10 Mb/s put Jain at 0.892 and 0.903 by turns, either side of 0.9:
+    once found, the unfairness stays found until Jain clears the threshold by a margin, so
+    it neither appears and clears every other tick nor is kept from persisting."""
+    rates_low = (300.0, 280.0, 250.0, 140.0, 300.0, 280.0, 250.0, 60.0)
+    rates_high = (300.0, 280.0, 250.0, 150.0, 300.0, 280.0, 250.0, 70.0)
+    low = _with_dom0(observation(40.0, rates=rates_low), weight=256)
+    high = _with_dom0(observation(40.0, rates=rates_high), weight=256)
+    assert assess(low, 984.0, 0.5).jain < 0.90 <= assess(high, 984.0, 0.5).jain < 0.92
+    found = [
+        any(f.kind == "unfairness" for f in d.findings)
+        for d in drive([low, high] * 3, replace(CONTEXT, held=True))
+    ]
+    assert found == [True] * 6

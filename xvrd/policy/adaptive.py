@@ -170,6 +170,7 @@ class AdaptiveState:
     boosted: tuple[tuple[str, int, int], ...] = ()
     uncrowded: int = 0  # consecutive ticks without a CPU-bound domU moving no traffic
     left: bool = False  # domains were destroyed in the last interval
+    unfair: bool = False  # the last tick found unfairness (it clears a little higher)
 
 
 def objective(assessment: Assessment) -> float:
@@ -301,7 +302,12 @@ class AdaptivePolicy:
                 and (st.trial is not None or weights[uuid] == now)
             ),
         )
-        findings = detect(observation, assessment, {u: before for u, before, _ in st.boosted})
+        findings = detect(
+            observation,
+            assessment,
+            {u: before for u, before, _ in st.boosted},
+            was_unfair=st.unfair,
+        )
         dom0 = observation.dom0()
         if dom0 is None:
             return Decision(findings=findings, state=st)
@@ -313,6 +319,7 @@ class AdaptivePolicy:
             st,
             seen=seen,
             uncrowded=0 if cpu_bound_without_traffic(observation, assessment) else st.uncrowded + 1,
+            unfair=any(f.kind == "unfairness" for f in findings),
         )
         if context.held:
             # Nothing changes on the host: keep judging nothing, just keep watching. A change

@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from xvrd.analysis import Assessment, Finding
 from xvrd.sampler import DomainRates, Observation
 
-#: Below this Jain index among network-active domUs, sharing is unfair.
+#: Below this Jain index among network-active domUs, sharing is unfair; once it is, it stays
+#: so until the index is this much above it, so a flow wobbling at the threshold does not
+#: make the finding appear and clear every other tick.
 JAIN_UNFAIR = 0.90
+JAIN_HYSTERESIS = 0.02
 #: A domU moving less than this fraction of the mean is starved.
 STARVED_FRACTION = 0.5
 #: dom0 is busy when it uses this fraction of what its vCPUs can use.
@@ -131,17 +134,21 @@ def cpu_bound_without_traffic(obs: Observation, assessment: Assessment) -> list[
 
 
 def detect(
-    obs: Observation, assessment: Assessment, entitled: Mapping[str, int] | None = None
+    obs: Observation,
+    assessment: Assessment,
+    entitled: Mapping[str, int] | None = None,
+    was_unfair: bool = False,
 ) -> tuple[Finding, ...]:
     """Unfairness, collapse and crowding-out findings, each with the figures that show it
-    (``entitled``: see `crowded_out`)."""
+    (``entitled``: see `crowded_out`; ``was_unfair``: the last tick found unfairness)."""
     load = dom0_load(obs)
     if load is None:
         return ()
     by_uuid = {d.uuid: d for d in obs.domains}
     active = [by_uuid[u] for u in sorted(assessment.network_active) if u in by_uuid]
     findings: list[Finding] = []
-    unfair = _unfairness(active, assessment, load)
+    threshold = JAIN_UNFAIR + (JAIN_HYSTERESIS if was_unfair else 0.0)
+    unfair = _unfairness(active, assessment, load, threshold)
     if unfair is not None:
         findings.append(unfair)
     collapse = _collapse(active, assessment, load)
@@ -163,9 +170,9 @@ def _dom0_evidence(load: Dom0Load, assessment: Assessment) -> dict[str, float | 
 
 
 def _unfairness(
-    active: list[DomainRates], assessment: Assessment, load: Dom0Load
+    active: list[DomainRates], assessment: Assessment, load: Dom0Load, threshold: float
 ) -> Finding | None:
-    if len(active) < 2 or assessment.jain >= JAIN_UNFAIR or not load.busy:
+    if len(active) < 2 or assessment.jain >= threshold or not load.busy:
         return None
     mean = assessment.aggregate_mbps / len(active)
     starved = sorted(
