@@ -617,3 +617,14 @@ def test_unfairness_wobbling_at_the_threshold_is_one_finding_not_a_flicker() -> 
         for d in drive([low, high] * 3, replace(CONTEXT, held=True))
     ]
     assert found == [True] * 6
+
+
+def test_a_give_back_stops_short_of_making_dom0_short_of_credit() -> None:
+    """dom0 at 38 % with weight 1024 beside three busy domUs: half the weight would earn it
+    40 %, enough by the arithmetic but under the 10 % margin detection allows, so lowering
+    would raise a dom0-starved finding of its own. It is not lowered."""
+    busy = observation(domus_cpu_pct=60.0, dom0_cpu_pct=38.0, rates=(320.0,) * 3)
+    busy = _with_dom0(busy, weight=1024)
+    decisions = drive([busy] * (GIVE_BACK_AFTER + 10), CONTEXT)
+    assert not [d.findings for d in decisions if d.findings]
+    assert not [a for d in decisions for a in d.actions]

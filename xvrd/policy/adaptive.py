@@ -67,6 +67,7 @@ from xvrd.policy.base import (
 )
 from xvrd.policy.detect import (
     CPU_ACTIVE_PCT,
+    DOM0_CREDIT_BOUND,
     Dom0Load,
     cpu_bound_without_traffic,
     crowded_out,
@@ -627,9 +628,13 @@ class AdaptivePolicy:
             ):
                 return self._unpin_trial(obs, baseline)
             target = max(wr.default, dom0.weight // 2)
-            # Only as far as the credit arithmetic still covers what dom0 uses: below that,
-            # dom0 runs out of credit and the trial can only fail.
-            if dom0.weight > wr.default and due_pct(obs, dom0, target) >= load.cpu_pct:
+            # Only as far as the credit arithmetic still covers what dom0 uses, with the margin
+            # detection allows: below that, dom0 runs out of credit, the lowered weight
+            # raises a finding of its own and the trial can only fail.
+            if (
+                dom0.weight > wr.default
+                and DOM0_CREDIT_BOUND * due_pct(obs, dom0, target) > load.cpu_pct
+            ):
                 reason = (
                     f"give CPU back: no findings for {st.clear} ticks and only "
                     f"{assessment.idle_pct:.0f} % idle"
