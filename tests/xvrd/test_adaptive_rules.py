@@ -628,3 +628,23 @@ def test_a_give_back_stops_short_of_making_dom0_short_of_credit() -> None:
     decisions = drive([busy] * (GIVE_BACK_AFTER + 10), CONTEXT)
     assert not [d.findings for d in decisions if d.findings]
     assert not [a for d in decisions for a in d.actions]
+
+
+def test_a_raise_that_revives_a_starved_domu_is_judged_on_the_same_domus() -> None:
+    """dom5 had moved traffic, then fell under the activity threshold (0.3 Mb/s). A raise
+    brings it back to 30 Mb/s and the aggregate from 900 to 930: judged over the domUs the
+    baseline counted, that is a gain, and it is kept (counting dom5 only after made the
+    reviving look like a loss: 'fair throughput 715 -> 629', put back)."""
+
+    def obs(rates: tuple[float, ...]) -> Observation:
+        return _with_dom0(observation(40.0, rates=rates), weight=256)
+
+    fair = obs((196.0,) * 5)
+    before = obs((350.0, 300.0, 200.0, 50.0, 0.3))
+    after = obs((350.0, 300.0, 200.0, 50.0, 30.0))
+    decisions = drive([fair, before, before, after, after, after, after], CONTEXT)
+    raises = _raises(decisions)
+    verdicts = [d.verdict for d in decisions if d.verdict is not None]
+    assert raises
+    assert verdicts
+    assert verdicts[0].kept, verdicts[0].summary()

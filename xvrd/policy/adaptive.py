@@ -40,7 +40,8 @@ shared fairly. It changes one thing at a time and judges it:
    the domU moves no traffic or nothing CPU-bound competes with it any more.
 
 A change is judged over the domUs that moved traffic when it began, those it silenced at
-zero; a domU whose own traffic ends during a trial counts against it too, which errs towards
+zero (one it revived from under the activity threshold is not counted against it); a domU
+whose own traffic ends during a trial counts against it too, which errs towards
 putting a change back. A change being judged when domains come or go, or when domUs that
 had moved nothing start moving traffic, stays unjudged (its baseline was other traffic),
 and a hold forgets what was measured before it.
@@ -343,7 +344,10 @@ class AdaptivePolicy:
         if st.trial is not None:
             started = st.trial.quiet & set(assessment.network_active)
             if running == st.running and not started:
-                jain = jain_over(observation, st.trial.judged_over | set(assessment.network_active))
+                # Over the domUs the baseline was measured on: one that was below the activity
+                # threshold then (a starved domU the change revived) would only lower the
+                # figure, as if reviving it were a loss.
+                jain = jain_over(observation, st.trial.judged_over)
                 return self._judge(
                     st, (assessment.aggregate_mbps, jain), now_regime, findings, context
                 )
