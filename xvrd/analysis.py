@@ -45,14 +45,21 @@ class Assessment:
     findings: tuple[Finding, ...] = ()
 
 
+#: Drops per second from which a domU moving too little to count is network-active all the
+#: same (its traffic is being dropped: starvation). A starved receiver drops thousands; a
+#: few broadcast frames dropped at an idle domU's vif are not traffic.
+ACTIVE_DROPS_PS = 10.0
+
+
 def network_active(obs: Observation, threshold_mbps: float) -> list[DomainRates]:
-    """domUs moving at least ``threshold_mbps`` in either direction, or dropping packets."""
+    """domUs moving at least ``threshold_mbps`` in either direction, or dropping packets
+    (at least ``ACTIVE_DROPS_PS``)."""
     return [
         d
         for d in obs.domus()
         if d.throughput_mbps >= threshold_mbps
-        or (d.rx_drops_ps or 0.0) > 0
-        or (d.tx_drops_ps or 0.0) > 0
+        or (d.rx_drops_ps or 0.0) >= ACTIVE_DROPS_PS
+        or (d.tx_drops_ps or 0.0) >= ACTIVE_DROPS_PS
     ]
 
 

@@ -648,3 +648,19 @@ def test_a_raise_that_revives_a_starved_domu_is_judged_on_the_same_domus() -> No
     assert raises
     assert verdicts
     assert verdicts[0].kept, verdicts[0].summary()
+
+
+def test_a_traffic_ratio_wobbling_at_a_boundary_keeps_its_kind() -> None:
+    """rx/tx of 41/20 and 39/20 by turns sits on the receive/forward boundary (2): classed
+    once, the domU keeps its kind, so its traffic is not 'new' every other tick (which
+    reset the policy's back-off each time); a clear change of pattern still shows."""
+    from xvrd.policy.adaptive import _kind
+
+    def rates(rx: float, tx: float) -> DomainRates:
+        return replace(domain(1, 256, 5.0), rx_mbps=rx, tx_mbps=tx)
+
+    assert (_kind(rates(41, 20)), _kind(rates(39, 20))) == (0, 2)  # fresh: either side
+    assert _kind(rates(39, 20), previous=0) == 0
+    assert _kind(rates(41, 20), previous=2) == 2
+    assert _kind(rates(100, 20), previous=2) == 0
+    assert _kind(rates(20, 20), previous=0) == 2

@@ -226,9 +226,18 @@ def _boosts_kept(
     return tuple(sorted((u, w, n) for u, (w, n) in kept.items()))
 
 
-def _kind(d: DomainRates) -> int:
-    """0: mostly receives, 1: mostly sends, 2: both (forwards)."""
+def _kind(d: DomainRates, previous: int | None = None) -> int:
+    """0: mostly receives, 1: mostly sends, 2: both (forwards). One direction is "mostly"
+    from twice the other; a domU already classed keeps its kind until the ratio is well
+    past that (1.5 to stay one-way, 3 to leave "both"), so a ratio wobbling at 2 is not new
+    traffic every other tick."""
     r, t = d.rx_mbps or 0.0, d.tx_mbps or 0.0
+    if previous == 0 and r > 1.5 * t:
+        return 0
+    if previous == 1 and t > 1.5 * r:
+        return 1
+    if previous == 2 and r <= 3 * t and t <= 3 * r:
+        return 2
     if r > 2 * t:
         return 0
     if t > 2 * r:
@@ -245,7 +254,8 @@ def remember_traffic(
     by_uuid = {d.uuid: d for d in obs.domus()}
     for uuid in assessment.network_active:
         if uuid in by_uuid:
-            memory[uuid] = (REGIME_MEMORY, _kind(by_uuid[uuid]))
+            previous = memory.get(uuid, (0, None))[1]
+            memory[uuid] = (REGIME_MEMORY, _kind(by_uuid[uuid], previous))
     return tuple(sorted((u, ttl, kind) for u, (ttl, kind) in memory.items()))
 
 
