@@ -123,9 +123,9 @@ def register(sub: Any) -> None:
         default="run",
         help="run (default), calibrate, or suite",
     )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--scenario", metavar="FILE", help="scenario file (TOML)")
-    src.add_argument(
+    # Not an argparse exclusive group: giving both is a conflict like the others (exit 78).
+    p.add_argument("--scenario", metavar="FILE", help="scenario file (TOML)")
+    p.add_argument(
         "--workload",
         choices=["send", "receive", "forward"],
         help="the report's experiment: one greedy TCP flow per domU",
@@ -175,6 +175,8 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     if args.scenario is not None:
         if not args.scenario:
             raise ScenarioError("--scenario: a file name is needed (got '')")
+        if args.workload is not None:
+            raise ScenarioError("--scenario, --workload: give one of them")
         if args.domus is not None:
             raise ScenarioError("--domus: only with --workload (a scenario file lists domains)")
         scenario = load_scenario(args.scenario)

@@ -48,7 +48,7 @@ class HostSpec(_Strict):
 
     pcpus: int = Field(2, ge=1, le=256, description="physical CPUs")
     nics: int = Field(1, ge=1, le=8, description="physical NICs (forwarding needs 2)")
-    link_mbps: float = Field(1000.0, gt=0, le=100_000, description="line rate of each NIC")
+    link_mbps: float = Field(1000.0, ge=1, le=100_000, description="line rate of each NIC")
     scheduler: Literal["credit"] = "credit"
     dom0_weight: Weight = 256
     dom0_cap: int = Field(0, ge=0, description="% of one CPU, 0 = no cap; 100 per vCPU at most")

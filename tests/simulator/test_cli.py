@@ -92,6 +92,7 @@ def test_scenario_file_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
         (["calibrate", "--dom0-weight", "512"], 78, "calibrate: --dom0-weight: not used here"),
         (["calibrate", "--workload", "send"], 78, "calibrate: --workload: not used here"),
         (["--scenario", ""], 78, "--scenario: a file name is needed (got '')"),
+        (["--scenario", "SCEN", "--workload", "send"], 78, "--scenario, --workload: give one"),
         (["suite", "--warmup", "0"], 78, "suite: --warmup: not used here"),  # 0 is given
         (["suite", "--scenarios", "app-limited", "--plot", "/proc/x"], 78, "--plot: cannot make"),
     ],

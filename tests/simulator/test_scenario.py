@@ -56,6 +56,7 @@ def test_shipped_scenario_is_valid(path: Path) -> None:
         ({"domains": [{"workload": "burn", "rate_mbps": 5}]}, "rate_mbps: only for workload"),
         ({"domains": [{"workload": "ping", "interval_ms": 1e-7}]}, "interval_ms: Input should"),
         ({"domains": [{"cap": 101}]}, "domains[0].cap: Input should be less than or equal to 100"),
+        ({"host": {"link_mbps": 1e-300}}, "host.link_mbps: Input should be greater than or equal"),
         ({"host": {"dom0_cap": 250, "dom0_vcpus": 2}}, "dom0_cap: at most 100 per vCPU, 200"),
         ({"domains": [{"start_s": 0.8, "stop_s": 0.2}]}, "stop_s: must be after start_s (0.8)"),
         ({}, "domains: at least one domU is needed"),
