@@ -46,6 +46,7 @@ from xvrd.policy.base import (
     SetWeight,
     Verdict,
 )
+from xvrd.ranges import parse_number
 from xvrd.sampler import DomainRates, Observation, Sampler
 from xvrd.state import Hold, Override, PersistedState, StateError, StateStore, now_iso
 
@@ -55,6 +56,8 @@ log = structlog.get_logger("xvrd.daemon")
 VERDICT_HISTORY = 20
 #: Reconnect delays after the host became unreachable: doubling up to a minute.
 RECONNECT_FIRST_S = 1.0
+#: Domain IDs below Xen's reserved ones (DOMID_FIRST_RESERVED, 0x7FF0).
+DOMID_MAX = 0x7FEF
 RECONNECT_MAX_S = 60.0
 
 
@@ -412,7 +415,10 @@ class Daemon:
             raise ControlError("unavailable", f"host unreachable: {exc}") from None
         # A name first, then a UUID, then a domain ID (ASCII digits): a domain named "2"
         # is the one meant by "2", whichever order the host lists domains in.
-        domid = int(domain) if domain.isascii() and domain.isdigit() else None
+        try:
+            domid: int | None = parse_number(domain, DOMID_MAX)
+        except ValueError:
+            domid = None
         found = (
             next((d for d in domains if d.name == domain), None)
             or next((d for d in domains if d.uuid == domain), None)

@@ -12,6 +12,22 @@ from collections.abc import Iterable
 _ITEM = re.compile(r"^([0-9]+)(?:-([0-9]+))?$")  # ASCII digits only: int() takes others
 
 
+def _above(digits: str, maximum: int) -> bool:
+    """Whether ASCII ``digits`` name a number above ``maximum``, counted before int(),
+    which refuses over 4300 digits with a message of its own."""
+    return len(digits.lstrip("0")) > len(str(maximum)) or int(digits) > maximum
+
+
+def parse_number(text: str, maximum: int) -> int:
+    """``text`` as one number in [0, maximum]: ASCII digits only, where int() would also
+    take "1_000", "+7" and other scripts' digits. ValueError otherwise."""
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"{text!r} is not a number")
+    if _above(text, maximum):
+        raise ValueError(f"{text!r} goes above {maximum}")
+    return int(text)
+
+
 def parse_ranges(text: str, maximum: int, max_count: int | None = None) -> frozenset[int]:
     """The numbers ``text`` names, each in [0, maximum], at most ``max_count`` of them.
 
@@ -26,14 +42,11 @@ def parse_ranges(text: str, maximum: int, max_count: int | None = None) -> froze
         if match is None:
             raise ValueError(f"{item!r} is not a number or a range like 0-3")
         first_text, last_text = match.group(1), match.group(2) or match.group(1)
-        # Digits counted before int(), which refuses over 4300 with a message of its own.
-        if any(len(t.lstrip("0")) > len(str(maximum)) for t in (first_text, last_text)):
+        if any(_above(t, maximum) for t in (first_text, last_text)):
             raise ValueError(f"{item!r} goes above {maximum}")
         first, last = int(first_text), int(last_text)
         if last < first:
             raise ValueError(f"{item!r} runs backwards")
-        if last > maximum:
-            raise ValueError(f"{item!r} goes above {maximum}")
         if max_count is not None and last - first + 1 > max_count:
             raise ValueError(f"{item!r} makes more than {max_count}")  # before it is expanded
         numbers.update(range(first, last + 1))

@@ -137,6 +137,7 @@ def test_a_refusal_exits_1_with_the_daemons_message(
         (["set-weight", "web1", "\u0665"], "is not an integer"),  # an Arabic-Indic 5
         (["set-weight", "web1", "1_000"], "argument WEIGHT: '1_000' is not an integer"),
         (["set-weight", "web1", "+7"], "argument WEIGHT: '+7' is not an integer"),
+        (["set-weight", "web1", "9" * 5000], "is not an integer from 1 to 65535"),
         (["set-weight", "", "5"], "argument DOMAIN: '' is not a domain name"),
         (["pin-dom0", "x"], "argument CPUS: 'x' is not a list of CPU numbers"),
         (["pin-dom0", "1-0"], "argument CPUS: '1-0' is not a list"),

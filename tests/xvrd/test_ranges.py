@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from xvrd.ranges import format_ranges, parse_ranges
+from xvrd.ranges import format_ranges, parse_number, parse_ranges
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,16 @@ def test_a_huge_range_is_refused_before_it_is_expanded() -> None:
 def test_format_collapses_runs() -> None:
     assert format_ranges([5, 0, 1, 2, 2]) == "0-2,5"
     assert format_ranges([]) == ""
+
+
+@pytest.mark.parametrize("text", ["", "+7", "1_000", "\u0665", " 5", "-1", "1.0"])
+def test_a_number_is_ascii_digits_only(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a number"):
+        parse_number(text, 100)
+
+
+def test_a_number_above_the_maximum_is_refused_before_it_is_read() -> None:
+    assert parse_number("0065", 65) == 65
+    for text in ("66", "9" * 5000):
+        with pytest.raises(ValueError, match="goes above 65"):
+            parse_number(text, 65)

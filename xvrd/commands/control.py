@@ -34,6 +34,7 @@ from xvrd.control.client import (
     SocketPermissionDenied,
 )
 from xvrd.control.render import render_status
+from xvrd.ranges import parse_number
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -57,10 +58,10 @@ DOMAIN_HELP = "name, UUID or ID (a name is matched first)"
 
 def weight_arg(text: str) -> int:
     accepted = f"an integer from {protocol.WEIGHT_MIN} to {protocol.WEIGHT_MAX}"
-    # ASCII digits only: int() would also take "1_000", "+7" and other scripts' digits.
-    if not (text.isascii() and text.isdigit()):
-        raise argparse.ArgumentTypeError(f"{text!r} is not {accepted}")
-    weight = int(text, 10)
+    try:
+        weight = parse_number(text, protocol.WEIGHT_MAX)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {accepted}") from None
     if not protocol.WEIGHT_MIN <= weight <= protocol.WEIGHT_MAX:
         raise argparse.ArgumentTypeError(f"{text!r} is not {accepted}")
     return weight
