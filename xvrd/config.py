@@ -171,7 +171,15 @@ def given_settings(**values: Any) -> Settings:
     caller, not an operator's mistake).
     """
 
-    class _Given(Settings):
+    loaded = _sourced(env=False, toml_path=None)(**values)
+    return Settings.model_construct(**loaded.model_dump())
+
+
+def _sourced(*, env: bool, toml_path: Path | None) -> type[Settings]:
+    """Settings read from the given values, then ``XVRD_*`` if ``env``, then the TOML file
+    if any (earlier sources win); nothing else (no .env, no secrets directory)."""
+
+    class _Sourced(Settings):
         @classmethod
         def settings_customise_sources(
             cls,
@@ -181,9 +189,12 @@ def given_settings(**values: Any) -> Settings:
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings,)
+            sources = [init_settings, env_settings] if env else [init_settings]
+            if toml_path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+            return tuple(sources)
 
-    return Settings.model_construct(**_Given(**values).model_dump())
+    return _Sourced
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
@@ -192,25 +203,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     ``overrides`` are command-line values; None values are ignored.
     """
     toml_path, _ = _config_file(path)
-
-    class _FromFile(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-            if toml_path is not None:
-                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
-            return tuple(sources)
-
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        loaded = _FromFile(**given)
+        loaded = _sourced(env=True, toml_path=toml_path)(**given)
     except ValidationError as exc:
         raise ConfigError(_format(exc, given, toml_path)) from None
     settings = Settings.model_construct(**loaded.model_dump())
