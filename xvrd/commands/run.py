@@ -103,28 +103,30 @@ def socket_in_use(path: Path) -> bool:
     return True
 
 
+def _refuse(code: int, message: str) -> int:
+    """One line on stderr, then the exit code: how every start that cannot go on ends."""
+    print(f"xvrd: {message}", file=sys.stderr)
+    return code
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
         _check_groups(settings)
     except ConfigError as exc:
-        print(f"xvrd: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return _refuse(EX_CONFIG, str(exc))
     if socket_in_use(settings.socket_path):
         # Before anything touches the host or the state file: a second daemon that went on to
         # reconcile, fail to bind, then shut down would put back the running daemon's changes;
         # a --once beside it would rewrite its state file behind its back.
-        print(f"xvrd: another xvrd is listening on {settings.socket_path}", file=sys.stderr)
-        return EX_UNAVAILABLE
+        return _refuse(EX_UNAVAILABLE, f"another xvrd is listening on {settings.socket_path}")
     try:
         # Held while this runs: nothing else may rewrite the state meanwhile.
         lock = lock_state_dir(settings.state_dir)
     except StateDirBusy as exc:
-        print(f"xvrd: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
+        return _refuse(EX_UNAVAILABLE, str(exc))
     except StateError as exc:
-        print(f"xvrd: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return _refuse(EX_CONFIG, str(exc))
     try:
         return _run_locked(args, settings)
     finally:
@@ -137,30 +139,24 @@ def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
         backend = make_backend(settings)
         daemon = Daemon(settings, backend, make_policy(settings))
     except (ConfigError, StateError) as exc:
-        print(f"xvrd: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return _refuse(EX_CONFIG, str(exc))
     except Unsupported as exc:
-        print(f"xvrd: this host cannot be tuned: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return _refuse(EX_CONFIG, f"this host cannot be tuned: {exc}")
     except BackendUnavailable as exc:
-        print(f"xvrd: cannot reach the host: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
+        return _refuse(EX_UNAVAILABLE, f"cannot reach the host: {exc}")
     except BackendError as exc:
         # Anything else the host said while being read for the first time: one line, not a
         # traceback, and the exit code systemd retries on (it may pass, as a lost host does).
-        print(f"xvrd: cannot read the host: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
+        return _refuse(EX_UNAVAILABLE, f"cannot read the host: {exc}")
     # One look in advise mode changes nothing at all: not even the saved overrides a
     # restart would apply again (the daemon they belong to applies them when it starts).
     daemon.actuator.dry_run = args.once and settings.mode == "advise"
     try:
         daemon.reconcile()
     except BackendError as exc:
-        print(f"xvrd: cannot reconcile with the host: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
+        return _refuse(EX_UNAVAILABLE, f"cannot reconcile with the host: {exc}")
     except StateError as exc:
-        print(f"xvrd: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return _refuse(EX_CONFIG, str(exc))
     if args.once:
         return _once(daemon, settings)
     return serve(daemon, settings)
@@ -224,9 +220,8 @@ def serve(daemon: Daemon, settings: Settings) -> int:
         )
         server.start()
     except SocketSetupError as exc:
-        print(f"xvrd: {exc}", file=sys.stderr)
         daemon.shutdown()
-        return EX_CONFIG
+        return _refuse(EX_CONFIG, str(exc))
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
         job,
