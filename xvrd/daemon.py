@@ -15,7 +15,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -123,25 +123,7 @@ class Daemon:
             gone = [u for u in self.state.originals if u not in live]
             for uuid in gone:
                 del self.state.originals[uuid]
-            wr = self.host.weight_range
-            for uuid, override in list(self.state.overrides.items()):
-                dom = live.get(uuid)
-                if dom is None:
-                    continue
-                if not wr.contains(override.weight):
-                    # A state file from another kind of host, or edited by hand: as for a
-                    # dom0 pinning that no longer fits, keeping it would stop every start.
-                    log.warning(
-                        "manual weight dropped: outside the host's range",
-                        domain=dom.name,
-                        weight=override.weight,
-                        accepted=f"{wr.low}..{wr.high}",
-                    )
-                    del self.state.overrides[uuid]
-                    continue
-                self.actuator.set_weight(
-                    uuid, dom.name, override.weight, "manual override (restart)"
-                )
+            self._apply_overrides(live.values(), "manual override (restart)")
             if self.state.dom0_pin:
                 pin = frozenset(self.state.dom0_pin)
                 refusal = self._dom0_pin_refusal(pin)
@@ -262,29 +244,41 @@ class Daemon:
         """A manual weight holds: a domU rebooted (same UUID, its configured weight again)
         or re-weighted behind xvrd's back gets it back, rather than status saying 'manual'
         over a weight that is not. False if the host went away."""
-        for d in obs.domains:
+        overrides = self.state.overrides
+        astray = [
+            d for d in obs.domains if d.uuid in overrides and d.weight != overrides[d.uuid].weight
+        ]
+        try:
+            self._apply_overrides(astray, "manual override (held)")
+        except BackendUnavailable as exc:
+            self._lost(exc)
+            return False
+        except (BackendError, StateError) as exc:
+            log.warning("manual weight not held this tick", error=str(exc))  # tried again next
+        return True
+
+    def _apply_overrides(self, domains: Iterable[Domain | DomainRates], reason: str) -> None:
+        """Put each domain's manual weight on it. One the host refuses (outside its range:
+        a state file from another kind of host, or edited by hand) is dropped with a
+        warning, as a dom0 pinning that no longer fits is: keeping it would fail every start
+        and every tick. Other errors are raised."""
+        for d in domains:
             override = self.state.overrides.get(d.uuid)
-            if override is None or d.weight == override.weight:
+            if override is None:
                 continue
             try:
-                self.actuator.set_weight(d.uuid, d.name, override.weight, "manual override (held)")
+                self.actuator.set_weight(d.uuid, d.name, override.weight, reason)
             except DomainGone:
                 continue
-            except BackendUnavailable as exc:
-                self._lost(exc)
-                return False
-            except (BackendError, StateError) as exc:
-                # Refused: retrying every tick would only repeat the error. Dropped, as an
-                # override the host cannot take is at a restart.
+            except InvalidSetting as exc:
                 log.warning(
-                    "manual weight dropped: the host refused it",
+                    "manual weight dropped: the host refuses it",
                     domain=d.name,
                     weight=override.weight,
                     error=str(exc),
                 )
                 del self.state.overrides[d.uuid]
                 self._save_quietly()
-        return True
 
     def _save_quietly(self) -> None:
         """Save from the tick, which never raises: a failure is logged and the next save
@@ -472,21 +466,19 @@ class Daemon:
                 log.error("state not saved", error=str(exc))
                 raise ControlError("unavailable", str(exc)) from None
 
-    def _commit(self, change: Callable[[PersistedState], object], quiet: bool = False) -> None:
-        """Make ``change`` to the persisted state and save it, before the host is touched:
-        if the save fails, the state in memory is put back as it was and StateError raised,
-        so an operator's command that reports a failure has changed nothing. ``quiet``: a
-        failure is only logged (undoing after another error, which is the one to report)."""
+    @contextlib.contextmanager
+    def _saved(self) -> Iterator[PersistedState]:
+        """The persisted state to change, saved on leaving, before the host is touched: if
+        the save fails, the state in memory is put back as it was and StateError raised, so
+        an operator's command that reports a failure has changed nothing."""
         before = self.state.model_copy(deep=True)
-        change(self.state)
+        yield self.state
         try:
             self.store.save(self.state)
-        except StateError as exc:
+        except StateError:
             for name in type(self.state).model_fields:
                 setattr(self.state, name, getattr(before, name))
-            if not quiet:
-                raise
-            log.error("state not saved", error=str(exc))
+            raise
 
     # ------------------------------------------------------------------ ControlAPI
     def set_weight(self, domain: str, weight: int) -> str:
@@ -498,13 +490,20 @@ class Daemon:
             d = self._resolve(domain)
             before = self.state.overrides.get(d.uuid)
             self.actuator.remember(d.uuid, d.name)
-            override = Override(name=d.name, weight=weight)
-            self._commit(lambda s: _put(s.overrides, d.uuid, override))
+            with self._saved() as state:
+                state.overrides[d.uuid] = Override(name=d.name, weight=weight)
             try:
                 self.actuator.set_weight(d.uuid, d.name, weight, "manual override")
             except BackendError:
-                # The host refused: the override it was saved as goes too.
-                self._commit(lambda s: _put(s.overrides, d.uuid, before), quiet=True)
+                # The host refused: the override it was saved as goes too (the host's
+                # error is the one reported; a failed save of the undo is only logged).
+                try:
+                    with self._saved() as state:
+                        state.overrides.pop(d.uuid)
+                        if before is not None:
+                            state.overrides[d.uuid] = before
+                except StateError as exc:
+                    log.error("state not saved", error=str(exc))
                 raise
             log.info("override set", domain=d.name, weight=weight)
             return f"{d.name}: weight {weight} (manual; the policy will not change it)"
@@ -516,7 +515,8 @@ class Daemon:
             d = self._resolve(domain)
             if d.uuid not in self.state.overrides:
                 raise ControlError("not_found", f"{d.name} has no manual weight")
-            self._commit(lambda s: s.overrides.pop(d.uuid))
+            with self._saved() as state:
+                del state.overrides[d.uuid]
             self.actuator.restore(d.uuid, "manual override removed")
             kept = ""
             if self.state.dom0_pin:
@@ -554,7 +554,8 @@ class Daemon:
             raise refusal
 
         def run() -> str:
-            self._commit(lambda s: setattr(s, "dom0_pin", sorted(cpus)))
+            with self._saved() as state:
+                state.dom0_pin = sorted(cpus)
             self._apply_dom0_pin(cpus, self.backend.list_domains())
             log.info("dom0 pinned", cpus=sorted(cpus))
             return f"dom0 pinned to CPUs {','.join(map(str, sorted(cpus)))}; domUs kept off them"
@@ -575,7 +576,8 @@ class Daemon:
         def run() -> str:
             if not self.state.dom0_pin:
                 raise ControlError("not_found", "dom0 is not pinned by an override")
-            self._commit(lambda s: setattr(s, "dom0_pin", None))
+            with self._saved() as state:
+                state.dom0_pin = None
             for d in self.backend.list_domains():
                 target = self.actuator.original_pinning(d.uuid) or Pinning(
                     (self.host.cpu_ids,) * d.vcpus
@@ -627,7 +629,8 @@ class Daemon:
 
         def run() -> str:
             try:
-                self._commit(forget)
+                with self._saved() as state:
+                    forget(state)
             except StateError as exc:
                 # The originals are the safe side: put back all the same, held until the
                 # daemon stops (as `hold` errs on the held side); a restart would read the
@@ -739,11 +742,3 @@ class Daemon:
 
 def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
-
-
-def _put(table: dict[str, Override], key: str, value: Override | None) -> None:
-    """Set or, for None, remove ``table[key]``."""
-    if value is None:
-        table.pop(key, None)
-    else:
-        table[key] = value
