@@ -52,6 +52,15 @@ def import_libvirt() -> Any:
     return libvirt
 
 
+def no_cpu_map_error() -> Any:
+    """What libvirt raises where the driver does not implement virNodeGetCPUMap (libxl);
+    libvirt-python's vCPU calls size their maps with it, so they raise it too."""
+    libvirt = import_libvirt()
+    err = libvirt.libvirtError("this function is not supported by the connection driver")
+    err.err = (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_FROM_LIBXL, str(err), 2)
+    return err
+
+
 @pytest.fixture(scope="session")
 def libvirt_tools() -> None:
     import_libvirt()

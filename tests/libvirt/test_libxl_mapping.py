@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import import_libvirt
+from conftest import import_libvirt, no_cpu_map_error
+from pytest_mock import MockerFixture
 
 import_libvirt()
 
 import libvirt  # noqa: E402
 
+from xvrd.backends import vcpu_affinity  # noqa: E402
 from xvrd.backends.base import (  # noqa: E402
     XEN_WEIGHT_RANGE,
     InvalidSetting,
@@ -28,14 +30,6 @@ from xvrd.backends.base import (  # noqa: E402
 from xvrd.backends.libvirt import LibvirtBackend, _posix_cap  # noqa: E402
 
 VIF_XML = "<interface type='bridge'><target dev='{dev}'/></interface>"
-
-
-def _no_cpu_map() -> libvirt.libvirtError:
-    """What libvirt raises where the driver does not implement virNodeGetCPUMap;
-    libvirt-python's vCPU calls size their maps with it, so they raise it too."""
-    err = libvirt.libvirtError("this function is not supported by the connection driver")
-    err.err = (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_FROM_LIBXL, str(err), 2)
-    return err
 
 
 @dataclass
@@ -89,7 +83,7 @@ class FakeXenDomain:
 
     def vcpuPinInfo(self, _flags: int) -> list[tuple[bool, ...]]:  # noqa: N802
         if not self.cpu_map:
-            raise _no_cpu_map()
+            raise no_cpu_map_error()
         return list(self.pins)
 
     def pinVcpu(self, vcpu: int, cpumap: tuple[bool, ...]) -> None:  # noqa: N802
@@ -115,7 +109,7 @@ class FakeXenConnection:
 
     def getCPUMap(self) -> tuple[int, list[bool], int]:  # noqa: N802
         if self.online is None:
-            raise _no_cpu_map()
+            raise no_cpu_map_error()
         return (len(self.online), list(self.online), sum(self.online))
 
     def listAllDomains(self, _flags: int = 0) -> list[FakeXenDomain]:  # noqa: N802
@@ -227,20 +221,32 @@ def test_offline_cpus_are_left_out_and_refused_as_a_vcpus_only_cpus() -> None:
     assert conn.domains[1].pins == [(True, True, False, False), (False, False, True, True)]
 
 
-def test_without_a_cpu_map_pinning_is_reported_unsupported() -> None:
-    """A driver that keeps no CPU map: CPUs counted from the node info, pinning off (and
-    read as unknown), so the domains are still sampled and the policy never tries it."""
+def test_without_a_cpu_map_vcpu_maps_are_sized_from_the_node_info(mocker: MockerFixture) -> None:
+    """libxl keeps no CPU map, which libvirt-python sizes every vCPU map with: the CPUs are
+    counted from the node info, dom0 can still be pinned, and the maps go through
+    `vcpu_affinity`'s C calls, as long as the node info says (2 CPUs here). Those calls
+    cannot reach this stand-in; test_test_driver.py makes them against the test driver."""
     backend, conn = _backend("credit")
     conn.online = None
     for dom in conn.domains:
         dom.cpu_map = False
+    both = (frozenset({0, 1}), frozenset({0, 1}))
+    pin_info = mocker.patch.object(vcpu_affinity, "pin_info", return_value=both)
+    pin_vcpu = mocker.patch.object(vcpu_affinity, "pin_vcpu")
     info = backend.info()
     assert info.cpu_ids == frozenset({0, 1})
-    assert not info.supports_dom0_pinning
+    assert info.supports_dom0_pinning
     dom0 = backend.list_domains()[0]
-    assert backend.get_pinning(dom0.uuid) == Pinning(())
-    with pytest.raises(Unsupported, match="virNodeGetCPUMap"):
-        backend.set_pinning(dom0.uuid, Pinning((frozenset({0}), frozenset({0}))))
+    assert backend.get_pinning(dom0.uuid) == Pinning(both)
+    pin_info.assert_called_once_with(conn.domains[1], 2, 2)
+    backend.set_pinning(dom0.uuid, Pinning((frozenset({0}), frozenset({1}))))
+    assert pin_vcpu.call_args_list == [
+        mocker.call(conn.domains[1], 0, frozenset({0}), 2),
+        mocker.call(conn.domains[1], 1, frozenset({1}), 2),
+    ]
+    with pytest.raises(InvalidSetting, match="do not exist"):
+        backend.set_pinning(dom0.uuid, Pinning((frozenset({2}), frozenset({0}))))
+    assert pin_vcpu.call_count == 2
 
 
 def test_other_xen_schedulers_are_unsupported() -> None:

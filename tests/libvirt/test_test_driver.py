@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
-from conftest import import_libvirt
+from conftest import import_libvirt, no_cpu_map_error
+from pytest_mock import MockerFixture
 from virsh import vcpupin
 
 import_libvirt()
@@ -101,6 +103,39 @@ def test_pinning_set_is_read_back_by_virsh(test_uri: str) -> None:
         assert backend.get_pinning(uuid) == Pinning((frozenset({2}), frozenset({0, 3, 4})))
     finally:
         backend.close()
+
+
+def test_without_a_cpu_map_vcpus_are_pinned_through_the_c_calls(
+    backend: LibvirtBackend, mocker: MockerFixture
+) -> None:
+    """A driver without virNodeGetCPUMap (libxl): the backend reads and sets affinities
+    through libvirt's C calls, with maps as long as the node info says (16 CPUs on the test
+    driver's host, whose CPU map has 8), and libvirt holds what was set."""
+    conn = backend._connection()
+    uuid = backend.list_domains()[0].uuid
+    dom = conn.lookupByUUIDString(uuid)
+    rows = dom.vcpuPinInfo(0)  # libvirt-python's own view, to put back
+    mocker.patch.object(conn, "getCPUMap", side_effect=no_cpu_map_error())
+    try:
+        backend.set_pinning(uuid, Pinning((frozenset({4}), frozenset({0, 2}))))
+        assert dom.vcpuPinInfo(0) == [
+            tuple(c == 4 for c in range(8)),
+            tuple(c in (0, 2) for c in range(8)),
+        ]
+        assert backend.get_pinning(uuid) == Pinning((frozenset({4}), frozenset({0, 2})))
+        with pytest.raises(InvalidSetting, match=r"CPU\(s\) \[16\] do not exist"):
+            backend.set_pinning(uuid, Pinning((frozenset({16}), frozenset({0}))))
+        with pytest.raises(InvalidSetting, match="3 vCPU affinities given for a domain with 2"):
+            backend.set_pinning(uuid, Pinning((frozenset({1}),) * 3))
+        assert backend.get_pinning(uuid).vcpus[1] == frozenset({0, 2})
+        # A vCPU unplugged since the count was read: libvirt's refusal of the C call is
+        # sorted like any libvirt-python error, with libvirt's own message.
+        backend._known[uuid] = replace(backend._known[uuid], vcpus=3)
+        with pytest.raises(InvalidSetting, match="vcpu '2' is not present"):
+            backend.set_pinning(uuid, Pinning((frozenset({1}),) * 3))
+    finally:
+        for vcpu, row in enumerate(rows):
+            dom.pinVcpu(vcpu, row)
 
 
 def _extra_domain_xml(name: str) -> str:

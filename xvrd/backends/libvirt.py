@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 
 import libvirt
 
+from xvrd.backends import vcpu_affinity
 from xvrd.backends.base import (
     DOM0_ID,
     XEN_WEIGHT_RANGE,
@@ -200,6 +201,9 @@ class LibvirtBackend:
         self._known: dict[str, _Known] = {}
         self._info: HostInfo | None = None
         self._unsupported_reason: str | None = None
+        # Set by `_cpu_map` where the driver keeps no CPU map: the length of the vCPU maps
+        # made through `vcpu_affinity` instead of libvirt-python.
+        self._node_map_size: int | None = None
         libvirt.registerErrorHandler(_ignore_libvirt_error, None)
         if connect:
             self.reconnect()
@@ -235,6 +239,7 @@ class LibvirtBackend:
         self._known.clear()
         self._info = None
         self._unsupported_reason = None
+        self._node_map_size = None
         if conn is not None:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
@@ -275,12 +280,7 @@ class LibvirtBackend:
         conn = self._connection()
         with self._sorted():
             driver = str(conn.getType())
-        cpu_map = self._cpu_map()
-        if cpu_map is None:
-            with self._sorted():
-                cpu_ids = frozenset(range(int(conn.getInfo()[2])))  # the online CPUs' count
-        else:
-            cpu_ids = cpu_map[1]
+        _size, cpu_ids = self._cpu_map()
         domains = self.list_domains()
         scheduler, params = self._probe_scheduler(driver, domains)
         if scheduler in _XEN_SCHEDULERS:
@@ -304,8 +304,7 @@ class LibvirtBackend:
             cpu_ids=cpu_ids,
             weight_range=weight_range,
             supports_cap=supports_cap,
-            # libvirt-python sizes every vCPU map from the host's CPU map: no map, no pinning.
-            supports_dom0_pinning=has_dom0 and cpu_map is not None,
+            supports_dom0_pinning=has_dom0,
             boot_id=_local_boot_id(self.uri),
         )
         return self._info
@@ -504,39 +503,59 @@ class LibvirtBackend:
 
     @_locked
     def get_pinning(self, uuid: str) -> Pinning:
-        """Each vCPU's affinity; none (unknown) where the driver keeps no CPU map, which
-        libvirt-python sizes the vCPU maps with: the domain is still sampled."""
+        """Each vCPU's affinity; none (unknown) where the driver cannot report it: the
+        domain is still sampled."""
         dom = self._domain(uuid)
+        if self._node_map_size is None:
+            try:
+                with self._sorted(uuid):
+                    rows = dom.vcpuPinInfo(0)
+                return Pinning(tuple(frozenset(i for i, on in enumerate(r) if on) for r in rows))
+            except Unsupported:
+                # libvirt-python sizes the maps with the host's CPU map: is there one?
+                self._cpu_map()
+        size = self._node_map_size
+        if size is None:
+            return Pinning(())
+        known = self._known.get(uuid) or self._known_for(uuid, int(dom.ID()), dom)
         try:
-            with self._sorted(uuid):
-                maps = dom.vcpuPinInfo(0)
+            with self._sorted(uuid), _c_call():
+                return Pinning(vcpu_affinity.pin_info(dom, known.vcpus, size))
         except Unsupported:
             return Pinning(())
-        return Pinning(vcpus=tuple(frozenset(i for i, on in enumerate(row) if on) for row in maps))
 
-    def _cpu_map(self) -> tuple[int, frozenset[int]] | None:
-        """The size of the host's CPU map and its online CPUs, read now; None where the
-        driver does not report it (a CPU taken offline leaves a hole in the numbering)."""
+    def _cpu_map(self) -> tuple[int, frozenset[int]]:
+        """The size of the host's CPU map and its online CPUs, read now (a CPU taken
+        offline leaves a hole in the numbering). A driver without a CPU map (libxl) gives
+        the node info's figures instead, `_node_cpus`, and the vCPU maps are then made
+        through `vcpu_affinity`, since libvirt-python cannot size them."""
         conn = self._connection()
         try:
             with self._sorted():
                 size, online, _count = conn.getCPUMap()
         except Unsupported:
-            return None
+            size, online = self._node_cpus()
+            self._node_map_size = size
+            return size, online
+        self._node_map_size = None
         return int(size), frozenset(i for i, on in enumerate(online) if on)
+
+    def _node_cpus(self) -> tuple[int, frozenset[int]]:
+        """A map size and the online CPUs from the node info: the map as long as virsh
+        makes it without a CPU map (nodes x sockets x cores x threads, or the active CPUs'
+        count if larger), the first ``active`` CPUs taken as the online ones."""
+        conn = self._connection()
+        with self._sorted():
+            _model, _memory, active, _mhz, nodes, sockets, cores, threads = conn.getInfo()
+        size = max(int(active), int(nodes) * int(sockets) * int(cores) * int(threads))
+        return size, frozenset(range(int(active)))
 
     @_locked
     def set_pinning(self, uuid: str, pinning: Pinning) -> None:
         """Each vCPU's affinity as given. Every CPU named must exist and each vCPU needs
         an online one; offline CPUs may stay in an affinity (originals read back carry
         them), where Xen leaves them until they come online."""
-        cpu_map = self._cpu_map()
-        if cpu_map is None:
-            raise Unsupported(
-                f"{self.uri} does not report the host's CPU map (virNodeGetCPUMap), which "
-                "libvirt-python needs to pin vCPUs"
-            )
-        size, online = cpu_map
+        size, online = self._cpu_map()
         for vcpu, cpus in enumerate(pinning.vcpus):
             bad = sorted(c for c in cpus if not 0 <= c < size)
             if bad:
@@ -547,10 +566,28 @@ class LibvirtBackend:
                     f"{','.join(map(str, sorted(online)))})"
                 )
         dom = self._domain(uuid)
+        vcpus = (self._known.get(uuid) or self._known_for(uuid, int(dom.ID()), dom)).vcpus
+        if len(pinning.vcpus) > vcpus:
+            # Checked first: the vCPUs before the missing one would be pinned already.
+            raise InvalidSetting(
+                f"{len(pinning.vcpus)} vCPU affinities given for a domain with {vcpus} vCPUs"
+            )
         for vcpu, cpus in enumerate(pinning.vcpus):
-            cpumap = tuple(c in cpus for c in range(size))
-            with self._sorted(uuid):
-                dom.pinVcpu(vcpu, cpumap)
+            with self._sorted(uuid), _c_call():
+                if self._node_map_size is not None:
+                    vcpu_affinity.pin_vcpu(dom, vcpu, cpus, size)
+                else:
+                    dom.pinVcpu(vcpu, tuple(c in cpus for c in range(size)))
+
+
+@contextlib.contextmanager
+def _c_call() -> Iterator[None]:
+    """A failed `vcpu_affinity` call raised as libvirt-python would: a ``libvirtError``
+    made right after it, which carries the error libvirt recorded for this thread."""
+    try:
+        yield
+    except vcpu_affinity.CallFailed as failed:
+        raise libvirt.libvirtError(str(failed)) from None
 
 
 def _posix_cap(params: dict[str, Any]) -> int:

@@ -49,7 +49,7 @@ class PolicyContext:
     weight_range: WeightRange
     manual: frozenset[str] = frozenset()  # UUIDs with a manual weight
     dom0_pin_manual: bool = False
-    # False where the host cannot pin dom0 (no dom0 listed, or no CPU map to pin with).
+    # False where the host cannot pin dom0 (the driver lists no dom0).
     can_pin_dom0: bool = True
     held: bool = False
     mode: str = "auto"  # "advise": decide and report, change nothing

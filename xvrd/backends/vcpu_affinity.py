@@ -1,0 +1,84 @@
+"""vCPU affinity through libvirt's C API, for drivers that keep no host CPU map.
+
+libvirt-python sizes every vCPU map (``vcpuPinInfo``, ``pinVcpu``) with
+``virNodeGetCPUMap``, a choice compiled into it. libvirt's libxl driver does not implement
+that call (Debian 12's 9.0 does not), so through libvirt-python alone dom0 could not be
+pinned on a Xen host. The C calls underneath take the map's length from the caller: virsh
+sizes it from the node info when the driver has no CPU map, and so does this module, making
+the two calls with ctypes on the handle libvirt-python holds (the same connection, so
+libvirt keeps track of the affinity it set).
+
+A failed call raises `CallFailed`; libvirt recorded why for this thread, and the backend
+(the one module that imports the binding) turns it into a ``libvirtError`` as
+libvirt-python does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from typing import Any
+
+#: libvirt's stable ABI name; libvirt-python's own module is linked against it, so this
+#: opens the library already loaded, with its per-thread last error shared.
+LIBVIRT_SONAME = "libvirt.so.0"
+
+
+class CallFailed(Exception):
+    """A libvirt C call returned -1; the reason is libvirt's last error in this thread."""
+
+
+@functools.cache
+def _libvirt() -> ctypes.CDLL:
+    lib = ctypes.CDLL(LIBVIRT_SONAME)
+    # int virDomainGetVcpuPinInfo(virDomainPtr, int ncpumaps, unsigned char *cpumaps,
+    #                             int maplen, unsigned int flags)
+    lib.virDomainGetVcpuPinInfo.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_ubyte),
+        ctypes.c_int,
+        ctypes.c_uint,
+    ]
+    lib.virDomainGetVcpuPinInfo.restype = ctypes.c_int
+    # int virDomainPinVcpu(virDomainPtr, unsigned int vcpu, unsigned char *cpumap, int maplen)
+    lib.virDomainPinVcpu.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint,
+        ctypes.POINTER(ctypes.c_ubyte),
+        ctypes.c_int,
+    ]
+    lib.virDomainPinVcpu.restype = ctypes.c_int
+    return lib
+
+
+def map_length(cpus: int) -> int:
+    """Bytes in one vCPU's map of ``cpus`` CPUs (libvirt's VIR_CPU_MAPLEN)."""
+    return (cpus + 7) // 8
+
+
+def _handle(dom: Any) -> ctypes.c_void_p:
+    return ctypes.c_void_p(int(dom.c_pointer()))
+
+
+def pin_info(dom: Any, vcpus: int, cpus: int) -> tuple[frozenset[int], ...]:
+    """Each of the domain's first ``vcpus`` vCPUs' affinity among CPUs ``0..cpus-1``."""
+    maplen = map_length(cpus)
+    buffer = (ctypes.c_ubyte * (max(vcpus, 1) * maplen))()
+    got = _libvirt().virDomainGetVcpuPinInfo(_handle(dom), vcpus, buffer, maplen, 0)
+    if got < 0:
+        raise CallFailed("virDomainGetVcpuPinInfo() failed")
+    return tuple(
+        frozenset(cpu for cpu in range(cpus) if buffer[vcpu * maplen + cpu // 8] & (1 << (cpu % 8)))
+        for vcpu in range(min(got, vcpus))
+    )
+
+
+def pin_vcpu(dom: Any, vcpu: int, affinity: frozenset[int], cpus: int) -> None:
+    """Set one vCPU's affinity to ``affinity``, a map of ``cpus`` CPUs (all must be below)."""
+    maplen = map_length(cpus)
+    cpumap = (ctypes.c_ubyte * maplen)()
+    for cpu in affinity:
+        cpumap[cpu // 8] |= 1 << (cpu % 8)
+    if _libvirt().virDomainPinVcpu(_handle(dom), vcpu, cpumap, maplen) < 0:
+        raise CallFailed("virDomainPinVcpu() failed")
