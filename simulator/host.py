@@ -17,7 +17,7 @@ from simulator.credit import CreditScheduler, Domain, Guest
 from simulator.engine import NS_PER_MS, NS_PER_S, Engine
 from simulator.netback import Dom0Netback
 from simulator.network import Nic, Vif
-from simulator.scenario import NETWORK_WORKLOADS, PhaseSpec, Scenario, WorkloadSpec
+from simulator.scenario import NETWORK_WORKLOADS, PhaseSpec, Scenario, WorkloadSpec, moment_ns
 from simulator.tcp import ACK, DATA, PAYLOAD_BYTES, Chunk, Flow
 from simulator.workloads import Burner, DomUNet, Idle, Remote
 from xvrd.backends.base import VifCounters
@@ -107,11 +107,11 @@ class SimulatedHost:
 
         for spec in scenario.domains:
             for name in spec.names():
-                self.engine.at(int(spec.start_s * NS_PER_S), self._start_domain, name, spec)
+                self.engine.at(moment_ns(spec.start_s), self._start_domain, name, spec)
                 if spec.stop_s is not None:
-                    self.engine.at(int(spec.stop_s * NS_PER_S), self._stop_domain, name)
+                    self.engine.at(moment_ns(spec.stop_s), self._stop_domain, name)
         for phase in scenario.phases:
-            self.engine.at(int(phase.at_s * NS_PER_S), self._apply_phase, phase)
+            self.engine.at(moment_ns(phase.at_s), self._apply_phase, phase)
         self.engine.run_until(0)
 
     # ------------------------------------------------------------------ clock

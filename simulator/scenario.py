@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from simulator.engine import NS_PER_S
+
 Workload = Literal["send", "receive", "forward", "tcp_rate", "burn", "ping", "idle"]
 NETWORK_WORKLOADS = frozenset({"send", "receive", "forward", "tcp_rate"})
 
@@ -186,7 +188,35 @@ class Scenario(_Strict):
                 raise ValueError(f"phases[{i}].domain: no domain named {p.domain!r}")
             if p.workload == "forward" and self.host.nics < 2:
                 raise ValueError(f"phases[{i}].workload: forward needs host.nics >= 2")
+        self._check_lifecycles()
         return self
+
+    def _check_lifecycles(self) -> None:
+        """Each phase must find its domain in the state it acts on: a start a stopped one,
+        anything else a running one. The host would skip it unseen otherwise."""
+        # The host's order: every domain's start and stop, then the phases, each group in
+        # file order, at the same nanosecond as the host schedules them.
+        events: list[tuple[int, int, str, str, int | None]] = []
+        for d in self.domains:
+            for name in d.names():
+                events.append((moment_ns(d.start_s), len(events), name, "start", None))
+                if d.stop_s is not None:
+                    events.append((moment_ns(d.stop_s), len(events), name, "stop", None))
+        for i, p in enumerate(self.phases):
+            events.append((moment_ns(p.at_s), len(events), p.domain, p.action, i))
+        running: set[str] = set()
+        for _, _, name, action, phase in sorted(events):
+            if phase is not None and (action == "start") == (name in running):
+                state = "already running" if name in running else "not running"
+                at = self.phases[phase].at_s
+                raise ValueError(
+                    f"phases[{phase}]: {name!r} is {state} at {at:g} s, so {action!r} would "
+                    "do nothing"
+                )
+            if action == "start":
+                running.add(name)
+            elif action == "stop":
+                running.discard(name)
 
     def late_moments(self) -> list[str]:
         """Starts, stops and phases at or after the run's end (warm-up plus duration): as
@@ -205,6 +235,11 @@ class Scenario(_Strict):
 
     def domain_names(self) -> list[str]:
         return [name for d in self.domains for name in d.names()]
+
+
+def moment_ns(seconds: float) -> int:
+    """A moment in whole nanoseconds, as the simulated host schedules it."""
+    return int(seconds * NS_PER_S)
 
 
 def _format_error(exc: ValidationError) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from simulator.host import SimulatedHost
 from simulator.scenario import ScenarioError, load_scenario, parse_scenario, report_scenario
 
 SCENARIO_DIR = Path(str(resources.files("simulator").joinpath("scenarios")))
@@ -125,6 +127,61 @@ def test_a_phase_takes_only_the_keys_of_its_action(phase: dict[str, object], mes
     assert message in str(info.value)
 
 
+def _lifecycle(*phases: dict[str, object]) -> dict[str, object]:
+    """'a' runs throughout; 'b' from 5 s to 10 s."""
+    return {
+        "domains": [
+            {"name": "a", "workload": "send"},
+            {"name": "b", "workload": "send", "start_s": 5, "stop_s": 10},
+        ],
+        "phases": list(phases),
+    }
+
+
+@pytest.mark.parametrize(
+    ("phases", "message"),
+    [
+        ([{"at_s": 1, "action": "start", "domain": "a"}], "'a' is already running at 1 s"),
+        ([{"at_s": 1, "action": "stop", "domain": "b"}], "'b' is not running at 1 s"),
+        ([{"at_s": 10, "action": "cap", "domain": "b", "cap": 5}], "'b' is not running at 10 s"),
+        (
+            [
+                {"at_s": 2, "action": "stop", "domain": "a"},
+                {"at_s": 3, "action": "workload", "domain": "a", "workload": "idle"},
+            ],
+            "phases[1]: 'a' is not running at 3 s, so 'workload' would do nothing",
+        ),
+    ],
+)
+def test_a_phase_that_would_do_nothing_is_refused(
+    phases: list[dict[str, object]], message: str
+) -> None:
+    """The host skips a start of a running domain, or a change to a stopped one: a file
+    asking for one is a mistake, named with the domain's state at that moment."""
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        parse_scenario(_lifecycle(*phases))
+
+
+def test_a_domain_stopped_can_be_started_again_and_changed() -> None:
+    """A restart after a stop is a new domain on the host, and a phase may act on it."""
+    scenario = parse_scenario(
+        _lifecycle(
+            {"at_s": 10, "action": "start", "domain": "b"},
+            {"at_s": 11, "action": "weight", "domain": "b", "weight": 512},
+            {"at_s": 12, "action": "stop", "domain": "b"},
+        )
+        | {"duration_s": 13, "warmup_s": 0}
+    )
+    host = SimulatedHost(scenario)
+    host.advance(10.5)
+    first = {d.name: d for d in host.domains()}
+    host.advance(1.0)
+    assert {d.name: d.weight for d in host.domains()}["b"] == 512
+    assert first["b"].domid > 2  # a new domain ID: the one from 5 s to 10 s was 2
+    host.advance(1.0)
+    assert "b" not in {d.name for d in host.domains()}
+
+
 def test_a_file_whose_events_fall_after_the_end_is_refused(tmp_path: Path) -> None:
     """A phase or a stop that would never happen is a mistake in the file; the same
     scenario shortened from the command line (or by the suite) just ends first."""
@@ -132,7 +189,7 @@ def test_a_file_whose_events_fall_after_the_end_is_refused(tmp_path: Path) -> No
     path.write_text(
         "duration_s = 1\nwarmup_s = 0\n"
         '[[domains]]\nname = "a"\nworkload = "send"\nstop_s = 5\n'
-        '[[phases]]\nat_s = 1000\naction = "stop"\ndomain = "a"\n',
+        '[[phases]]\nat_s = 1000\naction = "start"\ndomain = "a"\n',
         encoding="utf-8",
     )
     with pytest.raises(ScenarioError) as info:
