@@ -249,6 +249,23 @@ def test_without_a_cpu_map_vcpu_maps_are_sized_from_the_node_info(mocker: Mocker
     assert pin_vcpu.call_count == 2
 
 
+def test_without_libvirts_c_library_pinning_is_unsupported(mocker: MockerFixture) -> None:
+    """libvirt.so.0 not loadable (an unusual install): pinning reads as unknown and setting
+    it is Unsupported, saying why; sampling goes on."""
+    backend, conn = _backend("credit")
+    conn.online = None
+    for dom in conn.domains:
+        dom.cpu_map = False
+    missing = OSError("libvirt.so.0: cannot open shared object file")
+    mocker.patch.object(vcpu_affinity, "pin_info", side_effect=missing)
+    mocker.patch.object(vcpu_affinity, "pin_vcpu", side_effect=missing)
+    backend.info()
+    dom0 = backend.list_domains()[0]
+    assert backend.get_pinning(dom0.uuid) == Pinning(())
+    with pytest.raises(Unsupported, match=r"cannot open libvirt\.so\.0 for vCPU maps"):
+        backend.set_pinning(dom0.uuid, Pinning((frozenset({0}), frozenset({1}))))
+
+
 def test_other_xen_schedulers_are_unsupported() -> None:
     backend, _ = _backend("rtds")
     with pytest.raises(Unsupported, match="'rtds'"):

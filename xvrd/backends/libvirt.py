@@ -588,6 +588,10 @@ def _c_call() -> Iterator[None]:
         yield
     except vcpu_affinity.CallFailed as failed:
         raise libvirt.libvirtError(str(failed)) from None
+    except OSError as err:  # the library itself could not be opened
+        raise Unsupported(
+            f"cannot open {vcpu_affinity.LIBVIRT_SONAME} for vCPU maps: {err}"
+        ) from err
 
 
 def _posix_cap(params: dict[str, Any]) -> int:
