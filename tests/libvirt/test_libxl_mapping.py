@@ -40,7 +40,6 @@ class FakeXenDomain:
     params: dict[str, int] = field(default_factory=lambda: {"weight": 256, "cap": 0})
     pins: list[tuple[bool, ...]] = field(default_factory=lambda: [(True, True)])
     vifs: list[str] = field(default_factory=list)
-    cpu_map: bool = True  # False: the driver keeps no CPU map
 
     def __post_init__(self) -> None:
         if self.domid and not self.vifs:
@@ -81,13 +80,15 @@ class FakeXenDomain:
     def setSchedulerParameters(self, params: dict[str, int]) -> None:  # noqa: N802
         self.params.update(params)
 
-    def vcpuPinInfo(self, _flags: int) -> list[tuple[bool, ...]]:  # noqa: N802
-        if not self.cpu_map:
-            raise no_cpu_map_error()
-        return list(self.pins)
+    # What libxl's virDomainGetVcpuPinInfo and virDomainPinVcpu do with the domain's maps,
+    # reached through `vcpu_affinity` (see _c_calls_on_the_stand_in).
+    def pin_info(self, vcpus: int, size: int) -> tuple[frozenset[int], ...]:
+        return tuple(
+            frozenset(c for c, on in enumerate(row[:size]) if on) for row in self.pins[:vcpus]
+        )
 
-    def pinVcpu(self, vcpu: int, cpumap: tuple[bool, ...]) -> None:  # noqa: N802
-        self.pins[vcpu] = cpumap
+    def pin_vcpu(self, vcpu: int, cpus: frozenset[int], size: int) -> None:
+        self.pins[vcpu] = tuple(c in cpus for c in range(size))
 
 
 class FakeXenConnection:
@@ -117,6 +118,20 @@ class FakeXenConnection:
 
     def close(self) -> int:
         return 0
+
+
+@pytest.fixture(autouse=True)
+def _c_calls_on_the_stand_in(mocker: MockerFixture) -> None:
+    """`vcpu_affinity`'s C calls cannot reach the stand-in: they go to its maps, with the
+    map length the backend passes (test_test_driver.py makes the real calls)."""
+    mocker.patch.object(
+        vcpu_affinity, "pin_info", side_effect=lambda dom, vcpus, size: dom.pin_info(vcpus, size)
+    )
+    mocker.patch.object(
+        vcpu_affinity,
+        "pin_vcpu",
+        side_effect=lambda dom, vcpu, cpus, size: dom.pin_vcpu(vcpu, cpus, size),
+    )
 
 
 def _backend(scheduler: str) -> tuple[LibvirtBackend, FakeXenConnection]:
@@ -228,8 +243,6 @@ def test_without_a_cpu_map_vcpu_maps_are_sized_from_the_node_info(mocker: Mocker
     cannot reach this stand-in; test_test_driver.py makes them against the test driver."""
     backend, conn = _backend("credit")
     conn.online = None
-    for dom in conn.domains:
-        dom.cpu_map = False
     both = (frozenset({0, 1}), frozenset({0, 1}))
     pin_info = mocker.patch.object(vcpu_affinity, "pin_info", return_value=both)
     pin_vcpu = mocker.patch.object(vcpu_affinity, "pin_vcpu")
@@ -254,8 +267,6 @@ def test_without_libvirts_c_library_pinning_is_unsupported(mocker: MockerFixture
     it is Unsupported, saying why; sampling goes on."""
     backend, conn = _backend("credit")
     conn.online = None
-    for dom in conn.domains:
-        dom.cpu_map = False
     missing = OSError("libvirt.so.0: cannot open shared object file")
     mocker.patch.object(vcpu_affinity, "pin_info", side_effect=missing)
     mocker.patch.object(vcpu_affinity, "pin_vcpu", side_effect=missing)

@@ -201,9 +201,8 @@ class LibvirtBackend:
         self._known: dict[str, _Known] = {}
         self._info: HostInfo | None = None
         self._unsupported_reason: str | None = None
-        # Set by `_cpu_map` where the driver keeps no CPU map: the length of the vCPU maps
-        # made through `vcpu_affinity` instead of libvirt-python.
-        self._node_map_size: int | None = None
+        # The length of the vCPU maps, as `_cpu_map` last found it.
+        self._map_size: int | None = None
         libvirt.registerErrorHandler(_ignore_libvirt_error, None)
         if connect:
             self.reconnect()
@@ -239,7 +238,7 @@ class LibvirtBackend:
         self._known.clear()
         self._info = None
         self._unsupported_reason = None
-        self._node_map_size = None
+        self._map_size = None
         if conn is not None:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
@@ -506,17 +505,7 @@ class LibvirtBackend:
         """Each vCPU's affinity; none (unknown) where the driver cannot report it: the
         domain is still sampled."""
         dom = self._domain(uuid)
-        if self._node_map_size is None:
-            try:
-                with self._sorted(uuid):
-                    rows = dom.vcpuPinInfo(0)
-                return Pinning(tuple(frozenset(i for i, on in enumerate(r) if on) for r in rows))
-            except Unsupported:
-                # libvirt-python sizes the maps with the host's CPU map: is there one?
-                self._cpu_map()
-        size = self._node_map_size
-        if size is None:
-            return Pinning(())
+        size = self._map_size if self._map_size is not None else self._cpu_map()[0]
         known = self._known.get(uuid) or self._known_for(uuid, int(dom.ID()), dom)
         try:
             with self._sorted(uuid), _c_call():
@@ -525,23 +514,21 @@ class LibvirtBackend:
             return Pinning(())
 
     def _cpu_map(self) -> tuple[int, frozenset[int]]:
-        """The size of the host's CPU map and its online CPUs, read now (a CPU taken
-        offline leaves a hole in the numbering). A driver without a CPU map (libxl) gives
-        the node info's figures instead, `_node_cpus`, and the vCPU maps are then made
-        through `vcpu_affinity`, since libvirt-python cannot size them."""
+        """The length of the vCPU maps and the online CPUs, read now: the host's CPU map
+        (a CPU taken offline leaves a hole in the numbering), or the node info's figures
+        where the driver keeps no map (libxl), `_node_cpus`."""
         conn = self._connection()
         try:
             with self._sorted():
-                size, online, _count = conn.getCPUMap()
+                size, online_flags, _count = conn.getCPUMap()
+            online = frozenset(i for i, on in enumerate(online_flags) if on)
         except Unsupported:
             size, online = self._node_cpus()
-            self._node_map_size = size
-            return size, online
-        self._node_map_size = None
-        return int(size), frozenset(i for i, on in enumerate(online) if on)
+        self._map_size = int(size)
+        return int(size), online
 
     def _node_cpus(self) -> tuple[int, frozenset[int]]:
-        """A map size and the online CPUs from the node info: the map as long as virsh
+        """A map length and the online CPUs from the node info: the map as long as virsh
         makes it without a CPU map (nodes x sockets x cores x threads, or the active CPUs'
         count if larger), the first ``active`` CPUs taken as the online ones."""
         conn = self._connection()
@@ -574,10 +561,7 @@ class LibvirtBackend:
             )
         for vcpu, cpus in enumerate(pinning.vcpus):
             with self._sorted(uuid), _c_call():
-                if self._node_map_size is not None:
-                    vcpu_affinity.pin_vcpu(dom, vcpu, cpus, size)
-                else:
-                    dom.pinVcpu(vcpu, tuple(c in cpus for c in range(size)))
+                vcpu_affinity.pin_vcpu(dom, vcpu, cpus, size)
 
 
 @contextlib.contextmanager

@@ -1,12 +1,14 @@
-"""vCPU affinity through libvirt's C API, for drivers that keep no host CPU map.
+"""vCPU affinity through libvirt's C API, with maps as long as the caller says.
 
 libvirt-python sizes every vCPU map (``vcpuPinInfo``, ``pinVcpu``) with
 ``virNodeGetCPUMap``, a choice compiled into it. libvirt's libxl driver does not implement
 that call (Debian 12's 9.0 does not), so through libvirt-python alone dom0 could not be
-pinned on a Xen host. The C calls underneath take the map's length from the caller: virsh
-sizes it from the node info when the driver has no CPU map, and so does this module, making
-the two calls with ctypes on the handle libvirt-python holds (the same connection, so
-libvirt keeps track of the affinity it set).
+pinned on a Xen host. The C calls underneath take the map's length from the caller, as
+virsh does (from the node info where the driver has no CPU map): this module makes the
+two calls with ctypes on the handle libvirt-python holds, on the same connection, so
+libvirt keeps track of the affinity it set. The backend uses it on every driver: one
+path, and a reading costs one call where libvirt-python makes three (domain info, CPU
+map, pin info).
 
 A failed call raises `CallFailed`; libvirt recorded why for this thread, and the backend
 (the one module that imports the binding) turns it into a ``libvirtError`` as
