@@ -73,6 +73,9 @@ class Observation:
     interval_s: float | None
     cpu_ids: frozenset[int]  # the host's online CPUs
     domains: tuple[DomainRates, ...]
+    # Listed but not read this time (the error is in `Sampler.unreadable`): still running,
+    # so not to be taken for destroyed, only missing from this observation.
+    unreadable: frozenset[str] = frozenset()
 
     @property
     def host_cpus(self) -> int:
@@ -151,6 +154,7 @@ class Sampler:
         now = backend.clock_ns()
         readings: dict[str, _Reading] = {}
         rows: list[DomainRates] = []
+        unread: set[str] = set()
         listed = backend.list_domains()
         for dom in listed:
             try:
@@ -165,6 +169,10 @@ class Sampler:
                 if dom.uuid not in self.unreadable:
                     log.warning("domain left out: cannot read it", domain=dom.name, error=str(exc))
                 self.unreadable[dom.uuid] = str(exc)
+                unread.add(dom.uuid)
+                if dom.uuid in self._previous:
+                    # Rates resume from the last reading once it can be read again.
+                    readings[dom.uuid] = self._previous[dom.uuid]
                 continue
             if self.unreadable.pop(dom.uuid, None) is not None:
                 log.info("domain readable again", domain=dom.name)
@@ -179,7 +187,7 @@ class Sampler:
         self._previous = readings
         self._last_ns = now
         rows.sort(key=lambda r: (r.domid != 0, r.creation_seq, r.domid))
-        return Observation(now, interval, cpu_ids, tuple(rows))
+        return Observation(now, interval, cpu_ids, tuple(rows), frozenset(unread))
 
     def _rates(
         self,

@@ -13,6 +13,7 @@ from xvrd.policy.adaptive import (
     COOLDOWN,
     GIVE_BACK_AFTER,
     MEASURE,
+    PARTIAL_PATIENCE,
     PERSIST,
     RESIDUAL_GAIN,
     RESIDUAL_MEASURE,
@@ -262,6 +263,49 @@ def test_a_trial_overtaken_by_domains_leaving_ends_unjudged() -> None:
         state = decision.state
         reasons += [a.reason for a in decision.actions]
     assert not [r for r in reasons if "did not help" in r]
+
+
+def test_a_domu_that_could_not_be_read_for_a_tick_is_not_taken_for_gone() -> None:
+    """One tick without a domU's figures (libvirt could not read it) is not the domU
+    destroyed and created again: the trial in flight goes on, and the domU's return is
+    not new traffic to start over from."""
+    starved = (300.0, 280.0, 200.0, 80.0, 30.0, 15.0, 10.0, 5.0)
+    obs = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0)
+    obs = replace(obs, domains=(
+        replace(obs.domains[0], weight=256),
+        *(replace(d, rx_mbps=r) for d, r in zip(obs.domains[1:], starved, strict=True)),
+    ))  # fmt: skip
+    policy = AdaptivePolicy()
+    state = None
+    for _ in range(3):
+        state = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state).state
+    assert isinstance(state, AdaptiveState)
+    assert state.trial is not None
+    trial = state.trial
+    unread = obs.domains[3].uuid
+    partial = replace(
+        obs,
+        domains=tuple(d for d in obs.domains if d.uuid != unread),
+        unreadable=frozenset({unread}),
+    )
+    state = policy.decide(partial, assess(partial, 984.0, 0.5), CONTEXT, state).state
+    assert isinstance(state, AdaptiveState)
+    assert unread in state.running
+    assert not state.left
+    assert state.trial is not None
+    assert state.trial.purpose == trial.purpose
+    assert state.trial.revert == trial.revert
+    assert unread in {uuid for uuid, _, _ in state.seen}
+    assert state.trial == trial  # waiting: the tick was no evidence
+    # Unread for longer: the change stays, unjudged, and nothing is put back.
+    actions = []
+    for _ in range(PARTIAL_PATIENCE):
+        decision = policy.decide(partial, assess(partial, 984.0, 0.5), CONTEXT, state)
+        state = decision.state
+        actions += decision.actions
+    assert isinstance(state, AdaptiveState)
+    assert state.trial is None
+    assert not [a for a in actions if "did not help" in a.reason]
 
 
 def test_a_change_that_silences_domus_is_not_judged_fairer_for_it() -> None:

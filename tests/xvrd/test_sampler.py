@@ -151,6 +151,25 @@ def test_a_domain_the_host_cannot_read_is_left_out_and_the_rest_sampled() -> Non
     ]
 
 
+def test_a_domain_unread_for_a_tick_is_named_and_its_rates_resume_across_the_gap() -> None:
+    """The observation names the domain it could not read (still running, not destroyed),
+    and once it reads again its rates span the gap from the last reading, so that tick
+    is complete rather than one more without rates."""
+    host = ScriptedHost()
+    sampler = Sampler(host)  # type: ignore[arg-type]
+    sampler.sample()
+    host.broken.add("u1")
+    host.now_ns, host.rx_bytes = 10**9, 125_000_000
+    obs = sampler.sample()
+    assert obs.unreadable == frozenset({"u1"})
+    host.broken.clear()
+    host.now_ns, host.rx_bytes = 2 * 10**9, 250_000_000
+    obs = sampler.sample()
+    assert obs.unreadable == frozenset()
+    assert obs.complete
+    assert obs.domains[1].rx_mbps == 1000.0  # 250 MB over the 2 s since the last reading
+
+
 def test_a_vif_plugged_since_the_last_reading_counts_from_the_next() -> None:
     """A vif that appears carrying 10 GB (counted before this interval, or seen late) does
     not show as 80 Gb/s: rates cover the vifs present in both readings."""

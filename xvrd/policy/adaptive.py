@@ -44,7 +44,10 @@ zero (one it revived from under the activity threshold is not counted against it
 whose own traffic ends during a trial counts against it too, which errs towards
 putting a change back. A change being judged when domains come or go, or when domUs that
 had moved nothing start moving traffic, stays unjudged (its baseline was other traffic),
-and a hold forgets what was measured before it.
+and a hold forgets what was measured before it. A domU libvirt could not read for a tick
+is still running, not destroyed and created again: a tick without its figures is no
+evidence for the change (which waits up to ``PARTIAL_PATIENCE`` such ticks, then stays
+unjudged).
 
 It never proposes a weight outside the scheduler's range, never touches a domain with a
 manual weight or a manual dom0 pinning, and does nothing but report while held or in advise
@@ -119,6 +122,9 @@ RESIDUAL_GAIN = 0.01
 PIN_HEADROOM = 0.9
 #: ... and only when dom0 itself fits on the one pCPU (a little over, for sampling noise).
 DOM0_FITS = 1.05
+#: Ticks a change waits for a domU it is judged over that could not be read, before it
+#: stays unjudged.
+PARTIAL_PATIENCE = 3
 #: The objective falling this far below what the last kept change achieved, for
 #: ``PERSIST + 1`` ticks, is a regression to act on even without a finding.
 REGRESSION = 0.15
@@ -172,6 +178,7 @@ class AdaptiveState:
     boosted: tuple[tuple[str, int, int], ...] = ()
     uncrowded: int = 0  # consecutive ticks without a CPU-bound domU moving no traffic
     left: bool = False  # domains were destroyed in the last interval
+    partial: int = 0  # consecutive ticks a domU the trial is judged over went unread
     unfair: bool = False  # the last tick found unfairness (it clears a little higher)
 
 
@@ -249,7 +256,7 @@ def remember_traffic(
     obs: Observation, assessment: Assessment, seen: tuple[tuple[str, int, int], ...]
 ) -> tuple[tuple[str, int, int], ...]:
     """Network-active domUs of the last ``REGIME_MEMORY`` ticks, with what they do."""
-    running = {d.uuid for d in obs.domus()}
+    running = {d.uuid for d in obs.domus()} | obs.unreadable
     memory = {uuid: (ttl - 1, kind) for uuid, ttl, kind in seen if ttl > 1 and uuid in running}
     by_uuid = {d.uuid: d for d in obs.domus()}
     for uuid in assessment.network_active:
@@ -350,10 +357,18 @@ class AdaptivePolicy:
                     kept="",
                 ),
             )
-        running = tuple(sorted(d.uuid for d in observation.domus()))
+        # A domU that could not be read this tick is still there, not destroyed and then
+        # created again: only its figures are missing from this tick.
+        running = tuple(sorted({d.uuid for d in observation.domus()} | observation.unreadable))
+        unread = observation.unreadable & (st.trial.judged_over if st.trial else frozenset())
+        st = replace(st, partial=st.partial + 1 if unread else 0)
+        if unread and st.partial <= PARTIAL_PATIENCE:
+            # A domU the change is judged over went unread: this tick lacks its share, no
+            # evidence either way. The change waits for a whole tick.
+            return Decision(findings=findings, state=st)
         if st.trial is not None:
             started = st.trial.quiet & set(assessment.network_active)
-            if running == st.running and not started:
+            if running == st.running and not started and not unread:
                 # Over the domUs the baseline was measured on: one that was below the activity
                 # threshold then (a starved domU the change revived) would only lower the
                 # figure, as if reviving it were a loss.
@@ -361,10 +376,10 @@ class AdaptivePolicy:
                 return self._judge(
                     st, (assessment.aggregate_mbps, jain), now_regime, findings, context
                 )
-            # Domains came or went, or domUs that had been quiet started moving traffic,
-            # while a change was being judged: its baseline was measured on other traffic,
-            # so it can be neither kept on evidence nor blamed. It stays, unjudged, and the
-            # new traffic is handled as such below.
+            # Domains came or went, domUs that had been quiet started moving traffic, or one
+            # stayed unread, while a change was being judged: its baseline was measured on
+            # other traffic, so it can be neither kept on evidence nor blamed. It stays,
+            # unjudged, and the new traffic is handled as such below.
             st = replace(st, trial=None, boosted=_boosts_kept(st.boosted, st.trial))
         if set(st.running) - set(running):
             # Domains destroyed during the interval took their share of its traffic with
