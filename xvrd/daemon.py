@@ -713,6 +713,10 @@ class Daemon:
                 },
                 "dom0_pin": self.state.dom0_pin,
                 "domains": domains,
+                "unreadable": [
+                    {"name": u.name, "domid": u.domid, "uuid": uuid, "error": u.error}
+                    for uuid, u in sorted(self.sampler.unreadable.items())
+                ],
                 "dom0_cpu_pct": _round(a.dom0_cpu_pct) if a else None,
                 "idle_pct": _round(a.idle_pct) if a else None,
                 "aggregate_mbps": _round(a.aggregate_mbps) if a else None,

@@ -73,7 +73,7 @@ class Observation:
     interval_s: float | None
     cpu_ids: frozenset[int]  # the host's online CPUs
     domains: tuple[DomainRates, ...]
-    # Listed but not read this time (the error is in `Sampler.unreadable`): still running,
+    # Listed but not read this time (why is in `Sampler.unreadable`): still running,
     # so not to be taken for destroyed, only missing from this observation.
     unreadable: frozenset[str] = frozenset()
 
@@ -100,6 +100,15 @@ class Observation:
 
     def domus(self) -> list[DomainRates]:
         return [d for d in self.domains if not d.is_dom0]
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """A running domain the host could not read, and why: shown in status while it lasts."""
+
+    name: str
+    domid: int
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +149,7 @@ class Sampler:
         self.backend = backend
         self._previous: dict[str, _Reading] = {}
         self._last_ns: int | None = None
-        self.unreadable: dict[str, str] = {}  # UUID -> the error, while it lasts
+        self.unreadable: dict[str, Unread] = {}  # by UUID, while it lasts
 
     def reset(self) -> None:
         """Forget previous readings (after a reconnect the baseline is not trustworthy)."""
@@ -168,7 +177,7 @@ class Sampler:
             except BackendError as exc:
                 if dom.uuid not in self.unreadable:
                     log.warning("domain left out: cannot read it", domain=dom.name, error=str(exc))
-                self.unreadable[dom.uuid] = str(exc)
+                self.unreadable[dom.uuid] = Unread(dom.name, dom.domid, str(exc))
                 unread.add(dom.uuid)
                 if dom.uuid in self._previous:
                     # Rates resume from the last reading once it can be read again.

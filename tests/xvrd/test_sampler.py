@@ -20,7 +20,7 @@ from xvrd.backends.base import (
     VifCounters,
 )
 from xvrd.backends.simulated import SimulatorBackend
-from xvrd.sampler import Sampler
+from xvrd.sampler import Sampler, Unread
 
 
 def test_first_sample_has_no_rates_and_the_second_has_them(backend: SimulatorBackend) -> None:
@@ -140,7 +140,7 @@ def test_a_domain_the_host_cannot_read_is_left_out_and_the_rest_sampled() -> Non
         obs = sampler.sample()
         assert [d.uuid for d in obs.domains] == ["u0"]
         assert obs.complete
-        assert sampler.unreadable == {"u1": "u1: Interface not found"}
+        assert sampler.unreadable == {"u1": Unread("d", 1, "u1: Interface not found")}
         host.broken.clear()
         host.now_ns = 2 * 10**9
         obs = sampler.sample()

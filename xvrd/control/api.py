@@ -81,6 +81,7 @@ STATUS_FIELDS = (
     "hold",  # {held, reason, since}
     "dom0_pin",  # manual dom0 pinning: list of CPUs, or null
     "domains",  # list of DOMAIN_FIELDS objects, dom0 first, creation order
+    "unreadable",  # running domains the last tick could not read: [{name, domid, uuid, error}]
     "dom0_cpu_pct",
     "idle_pct",
     "aggregate_mbps",

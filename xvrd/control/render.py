@@ -22,6 +22,7 @@ def render_status(status: dict[str, Any]) -> str:
     host_cpus = _host_cpus(status)
     lines = [*_header(status, host_cpus), ""]
     lines += _domain_table(status.get("domains"), host_cpus)
+    lines += _unreadable(status.get("unreadable"))
     lines.append("")
     lines.append(
         "  ".join(
@@ -96,6 +97,19 @@ def _domain_table(domains: object, host_cpus: frozenset[int] | None) -> list[str
     ]
     lines = _table(_COLUMNS, rows)
     lines.append("(* network-active)")
+    return lines
+
+
+def _unreadable(unreadable: object) -> list[str]:
+    """Running domains the host could not read at the last tick (absent from the table)."""
+    if not isinstance(unreadable, list) or not unreadable:
+        return []
+    lines = ["not read (running, left out of the table and the figures)"]
+    for u in unreadable:
+        if isinstance(u, dict):
+            lines.append(
+                f"  {_text(u.get('name'))} (ID {_text(u.get('domid'))}): {_text(u.get('error'))}"
+            )
     return lines
 
 
