@@ -80,7 +80,7 @@ class FakeXenDomain:
     def setSchedulerParameters(self, params: dict[str, int]) -> None:  # noqa: N802
         self.params.update(params)
 
-    # What libxl's virDomainGetVcpuPinInfo and virDomainPinVcpu do with the domain's maps,
+    # What libxl's virDomainGetVcpus and virDomainPinVcpu do with the domain's maps,
     # reached through `vcpu_affinity` (see _c_calls_on_the_stand_in).
     def pin_info(self, vcpus: int, size: int) -> tuple[frozenset[int], ...]:
         return tuple(

@@ -6,10 +6,13 @@ one daemon. The guests survive the restart (QEMU processes outlive libvirtd).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import harness
+import psutil
 import pytest
 from conftest import Guest, import_libvirt
 from virsh import schedinfo, vcpupin
@@ -102,6 +105,35 @@ def test_pinning_is_read_back_by_virsh(
     finally:
         backend.set_pinning(guest.uuid, original)
     assert vcpupin(qemu_uri, guest.name) == {0: original.vcpus[0]}
+
+
+def _vcpu_thread(guest: Guest) -> int:
+    """The thread ID of a guest's vCPU 0, found from its QEMU process."""
+    for proc in psutil.process_iter(["cmdline"]):
+        if f"guest={guest.name}," in " ".join(proc.info["cmdline"] or ()):
+            for thread in proc.threads():
+                comm = Path(f"/proc/{proc.pid}/task/{thread.id}/comm").read_text().strip()
+                if comm.endswith("/TCG"):  # "CPU 0/TCG" (or "ALL CPUs/TCG" without MTTCG)
+                    return thread.id
+    raise AssertionError(f"no vCPU thread found for {guest.name}")
+
+
+def test_pinning_read_is_the_running_vcpus_not_libvirts_record(
+    backend: LibvirtBackend, qemu_uri: str, guests: list[Guest]
+) -> None:
+    """An affinity set behind libvirt's back (as Xen's dom0_vcpus_pin or `xl vcpu-pin` set
+    dom0's, which libxl's pin info never sees) is what the backend reads, so it is also
+    what it would put back; libvirt's own record (`virsh vcpupin`) still says otherwise."""
+    guest = guests[0]
+    tid = _vcpu_thread(guest)
+    before = os.sched_getaffinity(tid)
+    recorded = vcpupin(qemu_uri, guest.name)
+    try:
+        os.sched_setaffinity(tid, {1})
+        assert backend.get_pinning(guest.uuid) == Pinning((frozenset({1}),))
+        assert vcpupin(qemu_uri, guest.name) == recorded
+    finally:
+        os.sched_setaffinity(tid, before)
 
 
 def test_cpu_time_is_real_and_grows(backend: LibvirtBackend, guests: list[Guest]) -> None:

@@ -8,7 +8,12 @@ virsh does (from the node info where the driver has no CPU map): this module mak
 two calls with ctypes on the handle libvirt-python holds, on the same connection, so
 libvirt keeps track of the affinity it set. The backend uses it on every driver: one
 path, and a reading costs one call where libvirt-python makes three (domain info, CPU
-map, pin info).
+map, vCPU info).
+
+The affinity is read with ``virDomainGetVcpus``, the running vCPUs' own, not with
+``virDomainGetVcpuPinInfo``: libxl answers that one from libvirt's definition of the
+domain, which for Domain-0 says "every CPU" whatever Xen does (``dom0_vcpus_pin`` at
+boot, ``xl vcpu-pin``), and xvrd must see, and put back, what is really there.
 
 A failed call raises `CallFailed`; libvirt recorded why for this thread, and the backend
 (the one module that imports the binding) turns it into a ``libvirtError`` as
@@ -30,19 +35,30 @@ class CallFailed(Exception):
     """A libvirt C call returned -1; the reason is libvirt's last error in this thread."""
 
 
+class _VcpuInfo(ctypes.Structure):
+    """libvirt's virVcpuInfo."""
+
+    _fields_ = (
+        ("number", ctypes.c_uint),
+        ("state", ctypes.c_int),
+        ("cpu_time", ctypes.c_ulonglong),
+        ("cpu", ctypes.c_int),
+    )
+
+
 @functools.cache
 def _libvirt() -> ctypes.CDLL:
     lib = ctypes.CDLL(LIBVIRT_SONAME)
-    # int virDomainGetVcpuPinInfo(virDomainPtr, int ncpumaps, unsigned char *cpumaps,
-    #                             int maplen, unsigned int flags)
-    lib.virDomainGetVcpuPinInfo.argtypes = [
+    # int virDomainGetVcpus(virDomainPtr, virVcpuInfoPtr info, int maxinfo,
+    #                       unsigned char *cpumaps, int maplen)
+    lib.virDomainGetVcpus.argtypes = [
         ctypes.c_void_p,
+        ctypes.POINTER(_VcpuInfo),
         ctypes.c_int,
         ctypes.POINTER(ctypes.c_ubyte),
         ctypes.c_int,
-        ctypes.c_uint,
     ]
-    lib.virDomainGetVcpuPinInfo.restype = ctypes.c_int
+    lib.virDomainGetVcpus.restype = ctypes.c_int
     # int virDomainPinVcpu(virDomainPtr, unsigned int vcpu, unsigned char *cpumap, int maplen)
     lib.virDomainPinVcpu.argtypes = [
         ctypes.c_void_p,
@@ -64,12 +80,15 @@ def _handle(dom: Any) -> ctypes.c_void_p:
 
 
 def pin_info(dom: Any, vcpus: int, cpus: int) -> tuple[frozenset[int], ...]:
-    """Each of the domain's first ``vcpus`` vCPUs' affinity among CPUs ``0..cpus-1``."""
+    """The affinity of each of a running domain's vCPUs (up to ``vcpus`` of them) among
+    CPUs ``0..cpus-1``, as they run now."""
     maplen = map_length(cpus)
-    buffer = (ctypes.c_ubyte * (max(vcpus, 1) * maplen))()
-    got = _libvirt().virDomainGetVcpuPinInfo(_handle(dom), vcpus, buffer, maplen, 0)
+    count = max(vcpus, 1)
+    info = (_VcpuInfo * count)()
+    buffer = (ctypes.c_ubyte * (count * maplen))()
+    got = _libvirt().virDomainGetVcpus(_handle(dom), info, count, buffer, maplen)
     if got < 0:
-        raise CallFailed("virDomainGetVcpuPinInfo() failed")
+        raise CallFailed("virDomainGetVcpus() failed")
     return tuple(
         frozenset(cpu for cpu in range(cpus) if buffer[vcpu * maplen + cpu // 8] & (1 << (cpu % 8)))
         for vcpu in range(min(got, vcpus))
