@@ -155,6 +155,7 @@ class Sampler:
         """Forget previous readings (after a reconnect the baseline is not trustworthy)."""
         self._previous.clear()
         self._last_ns = None
+        self.unreadable.clear()
 
     def sample(self) -> Observation:
         """One reading of the host. Raises BackendUnavailable if the host cannot be reached."""

@@ -308,6 +308,57 @@ def test_a_domu_that_could_not_be_read_for_a_tick_is_not_taken_for_gone() -> Non
     assert not [a for a in actions if "did not help" in a.reason]
 
 
+def _starved() -> Observation:
+    obs = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0)
+    return replace(obs, domains=(
+        replace(obs.domains[0], weight=256),
+        *(replace(d, rx_mbps=r) for d, r in zip(
+            obs.domains[1:], (300.0, 280.0, 200.0, 80.0, 30.0, 15.0, 10.0, 5.0), strict=True
+        )),
+    ))  # fmt: skip
+
+
+def _unread(obs: Observation, uuid: str) -> Observation:
+    return replace(
+        obs,
+        domains=tuple(d for d in obs.domains if d.uuid != uuid),
+        unreadable=frozenset({uuid}),
+    )
+
+
+def test_no_change_begins_while_a_domu_is_unread_nor_is_judged_on_its_return() -> None:
+    """Ticks without the busiest domU's figures start nothing; a change begun once the
+    policy stops waiting for it is not credited with its traffic when it returns."""
+    obs = _starved()
+    partial = _unread(obs, obs.domains[1].uuid)  # the 300 Mb/s one
+    policy = AdaptivePolicy()
+    state = None
+    for _ in range(PARTIAL_PATIENCE):
+        decision = policy.decide(partial, assess(partial, 984.0, 0.5), CONTEXT, state)
+        assert decision.actions == ()
+        state = decision.state
+    while not isinstance(state, AdaptiveState) or state.trial is None:
+        state = policy.decide(partial, assess(partial, 984.0, 0.5), CONTEXT, state).state
+    decision = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state)
+    assert decision.verdict is None  # its baseline lacked that domU: unjudged
+    assert isinstance(decision.state, AdaptiveState)
+    assert (
+        decision.state.trial is None or decision.state.trial.judged_over != state.trial.judged_over
+    )
+
+
+def test_a_raised_domu_unread_for_a_tick_keeps_its_raise_on_record() -> None:
+    """The record of a domU's raise outlives a tick it could not be read, so the raise is
+    still given back later."""
+    obs = _starved()
+    uuid = obs.domains[1].uuid
+    partial = _unread(obs, uuid)
+    state = AdaptiveState(boosted=((uuid, 256, 512),))
+    decision = AdaptivePolicy().decide(partial, assess(partial, 984.0, 0.5), CONTEXT, state)
+    assert isinstance(decision.state, AdaptiveState)
+    assert decision.state.boosted == ((uuid, 256, 512),)
+
+
 def test_a_change_that_silences_domus_is_not_judged_fairer_for_it() -> None:
     """Among the domUs still moving traffic the sharing would look perfect; the ones the
     change silenced count at zero, so the change is put back."""

@@ -182,3 +182,13 @@ def test_a_vif_plugged_since_the_last_reading_counts_from_the_next() -> None:
     host.now_ns, host.rx_bytes = 2 * 10**9, 250_000_000
     host.hotplugged_bytes = 10**10 + 12_500_000
     assert sampler.sample().domains[1].rx_mbps == 1100.0
+
+
+def test_a_reset_forgets_which_domains_were_unread() -> None:
+    """After a reconnect nothing is known of the domains yet: status names none as unread."""
+    host = ScriptedHost(broken={"u1"})
+    sampler = Sampler(host)  # type: ignore[arg-type]
+    sampler.sample()
+    assert set(sampler.unreadable) == {"u1"}
+    sampler.reset()
+    assert sampler.unreadable == {}

@@ -46,8 +46,8 @@ putting a change back. A change being judged when domains come or go, or when do
 had moved nothing start moving traffic, stays unjudged (its baseline was other traffic),
 and a hold forgets what was measured before it. A domU libvirt could not read for a tick
 is still running, not destroyed and created again: a tick without its figures is no
-evidence for the change (which waits up to ``PARTIAL_PATIENCE`` such ticks, then stays
-unjudged).
+evidence, and the policy waits (up to ``PARTIAL_PATIENCE`` such ticks; then a change judged
+over it stays unjudged, and one begun without it ends unjudged if it returns with traffic).
 
 It never proposes a weight outside the scheduler's range, never touches a domain with a
 manual weight or a manual dom0 pinning, and does nothing but report while held or in advise
@@ -122,8 +122,8 @@ RESIDUAL_GAIN = 0.01
 PIN_HEADROOM = 0.9
 #: ... and only when dom0 itself fits on the one pCPU (a little over, for sampling noise).
 DOM0_FITS = 1.05
-#: Ticks a change waits for a domU it is judged over that could not be read, before it
-#: stays unjudged.
+#: Ticks the policy waits, taking no decision, while a domU cannot be read (its share of the
+#: traffic is missing); then it goes on without it.
 PARTIAL_PATIENCE = 3
 #: The objective falling this far below what the last kept change achieved, for
 #: ``PERSIST + 1`` ticks, is a regression to act on even without a finding.
@@ -178,7 +178,7 @@ class AdaptiveState:
     boosted: tuple[tuple[str, int, int], ...] = ()
     uncrowded: int = 0  # consecutive ticks without a CPU-bound domU moving no traffic
     left: bool = False  # domains were destroyed in the last interval
-    partial: int = 0  # consecutive ticks a domU the trial is judged over went unread
+    partial: int = 0  # consecutive ticks with a domU unread
     unfair: bool = False  # the last tick found unfairness (it clears a little higher)
 
 
@@ -316,9 +316,12 @@ class AdaptivePolicy:
             boosted=tuple(
                 (uuid, before, now)
                 for uuid, before, now in st.boosted
-                if uuid in weights
-                and uuid not in context.manual
-                and (st.trial is not None or weights[uuid] == now)
+                if uuid in observation.unreadable  # still there, its weight unread
+                or (
+                    uuid in weights
+                    and uuid not in context.manual
+                    and (st.trial is not None or weights[uuid] == now)
+                )
             ),
         )
         findings = detect(
@@ -360,12 +363,14 @@ class AdaptivePolicy:
         # A domU that could not be read this tick is still there, not destroyed and then
         # created again: only its figures are missing from this tick.
         running = tuple(sorted({d.uuid for d in observation.domus()} | observation.unreadable))
-        unread = observation.unreadable & (st.trial.judged_over if st.trial else frozenset())
-        st = replace(st, partial=st.partial + 1 if unread else 0)
-        if unread and st.partial <= PARTIAL_PATIENCE:
-            # A domU the change is judged over went unread: this tick lacks its share, no
-            # evidence either way. The change waits for a whole tick.
+        st = replace(st, partial=st.partial + 1 if observation.unreadable else 0)
+        if observation.unreadable and st.partial <= PARTIAL_PATIENCE:
+            # This tick lacks an unread domU's share: no evidence to judge a change on, to
+            # start one from, or to count as a regression. A change in flight waits.
             return Decision(findings=findings, state=st)
+        # Unread for longer: the ticks go on without it. A change it was judged over stays
+        # unjudged, and one begun meanwhile ends unjudged if it returns with traffic.
+        unread = observation.unreadable & (st.trial.judged_over if st.trial else frozenset())
         if st.trial is not None:
             started = st.trial.quiet & set(assessment.network_active)
             if running == st.running and not started and not unread:
@@ -472,7 +477,8 @@ class AdaptivePolicy:
                 trial=replace(
                     new_trial,
                     judged_over=frozenset(assessment.network_active),
-                    quiet=frozenset(running) - {uuid for uuid, _, _ in st.seen},
+                    quiet=(frozenset(running) - {uuid for uuid, _, _ in st.seen})
+                    | observation.unreadable,
                     change=describe(actions, observation),
                     # the ticks its baseline was measured on
                     before=new_trial.before or means(st.recent or (tick,))[:2],
