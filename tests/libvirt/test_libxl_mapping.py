@@ -27,7 +27,7 @@ from xvrd.backends.base import (  # noqa: E402
     SchedParams,
     Unsupported,
 )
-from xvrd.backends.libvirt import LibvirtBackend, _posix_cap  # noqa: E402
+from xvrd.backends.libvirt import UNMAPPED_MAP_CPUS, LibvirtBackend, _posix_cap  # noqa: E402
 
 VIF_XML = "<interface type='bridge'><target dev='{dev}'/></interface>"
 
@@ -95,6 +95,8 @@ class FakeXenConnection:
     def __init__(self, scheduler: str) -> None:
         #: The online flag of each CPU the host's map holds; None: the driver keeps no map.
         self.online: list[bool] | None = [True, True]
+        #: The CPU IDs the capabilities' NUMA topology lists; None: it lists none.
+        self.topology: list[int] | None = None
         self.domains = [
             FakeXenDomain(7, "web", scheduler),
             FakeXenDomain(0, "Domain-0", scheduler, pins=[(True, True), (True, True)]),
@@ -112,6 +114,13 @@ class FakeXenConnection:
         if self.online is None:
             raise no_cpu_map_error()
         return (len(self.online), list(self.online), sum(self.online))
+
+    def getCapabilities(self) -> str:  # noqa: N802
+        cpus = "".join(f"<cpu id='{i}'/>" for i in self.topology or ())
+        cells = (
+            f"<topology><cells num='1'><cell id='0'><cpus>{cpus}</cpus></cell></cells></topology>"
+        )
+        return f"<capabilities><host>{cells if self.topology else ''}</host></capabilities>"
 
     def listAllDomains(self, _flags: int = 0) -> list[FakeXenDomain]:  # noqa: N802
         return list(self.domains)
@@ -236,30 +245,42 @@ def test_offline_cpus_are_left_out_and_refused_as_a_vcpus_only_cpus() -> None:
     assert conn.domains[1].pins == [(True, True, False, False), (False, False, True, True)]
 
 
-def test_without_a_cpu_map_vcpu_maps_are_sized_from_the_node_info(mocker: MockerFixture) -> None:
-    """libxl keeps no CPU map, which libvirt-python sizes every vCPU map with: the CPUs are
-    counted from the node info, dom0 can still be pinned, and the maps go through
-    `vcpu_affinity`'s C calls, as long as the node info says (2 CPUs here). Those calls
-    cannot reach this stand-in; test_test_driver.py makes them against the test driver."""
+def test_without_a_cpu_map_the_online_cpus_come_from_the_capabilities(
+    mocker: MockerFixture,
+) -> None:
+    """libxl keeps no CPU map, which libvirt-python sizes every vCPU map with: the online
+    CPUs are the capabilities' topology (holes included, as with Xen's smt=0), dom0 can
+    still be pinned, and the maps go through `vcpu_affinity`'s C calls at their longest,
+    so no affinity read is cut short. Those calls cannot reach this stand-in;
+    test_test_driver.py makes them against the test driver."""
     backend, conn = _backend("credit")
     conn.online = None
-    both = (frozenset({0, 1}), frozenset({0, 1}))
+    conn.topology = [0, 2, 3]
+    both = (frozenset({0, 1, 2, 3}), frozenset({0, 1, 2, 3}))
     pin_info = mocker.patch.object(vcpu_affinity, "pin_info", return_value=both)
     pin_vcpu = mocker.patch.object(vcpu_affinity, "pin_vcpu")
     info = backend.info()
-    assert info.cpu_ids == frozenset({0, 1})
+    assert info.cpu_ids == frozenset({0, 2, 3})
     assert info.supports_dom0_pinning
     dom0 = backend.list_domains()[0]
     assert backend.get_pinning(dom0.uuid) == Pinning(both)
-    pin_info.assert_called_once_with(conn.domains[1], 2, 2)
-    backend.set_pinning(dom0.uuid, Pinning((frozenset({0}), frozenset({1}))))
+    pin_info.assert_called_once_with(conn.domains[1], 2, UNMAPPED_MAP_CPUS)
+    backend.set_pinning(dom0.uuid, Pinning((frozenset({0}), frozenset({1, 2}))))
     assert pin_vcpu.call_args_list == [
-        mocker.call(conn.domains[1], 0, frozenset({0}), 2),
-        mocker.call(conn.domains[1], 1, frozenset({1}), 2),
+        mocker.call(conn.domains[1], 0, frozenset({0}), UNMAPPED_MAP_CPUS),
+        mocker.call(conn.domains[1], 1, frozenset({1, 2}), UNMAPPED_MAP_CPUS),
     ]
-    with pytest.raises(InvalidSetting, match="do not exist"):
-        backend.set_pinning(dom0.uuid, Pinning((frozenset({2}), frozenset({0}))))
+    with pytest.raises(InvalidSetting, match="vCPU 1 would be pinned to no online CPU"):
+        backend.set_pinning(dom0.uuid, Pinning((frozenset({0}), frozenset({1}))))
+    with pytest.raises(InvalidSetting, match=r"\[4096\] do not exist"):
+        backend.set_pinning(dom0.uuid, Pinning((frozenset({0}), frozenset({4096}))))
     assert pin_vcpu.call_count == 2
+
+
+def test_without_a_cpu_map_or_a_topology_the_node_info_counts_the_cpus() -> None:
+    backend, conn = _backend("credit")
+    conn.online = None
+    assert backend.info().cpu_ids == frozenset({0, 1})
 
 
 def test_without_libvirts_c_library_pinning_is_unsupported(mocker: MockerFixture) -> None:

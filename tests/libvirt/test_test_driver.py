@@ -109,8 +109,9 @@ def test_without_a_cpu_map_vcpus_are_pinned_through_the_c_calls(
     backend: LibvirtBackend, mocker: MockerFixture
 ) -> None:
     """A driver without virNodeGetCPUMap (libxl): the backend reads and sets affinities
-    through libvirt's C calls, with maps as long as the node info says (16 CPUs on the test
-    driver's host, whose CPU map has 8), and libvirt holds what was set."""
+    through libvirt's C calls with maps of 4096 CPUs, takes the online CPUs from the
+    capabilities (16 on the test driver's host, whose CPU map has 8), and libvirt holds
+    what was set."""
     conn = backend._connection()
     uuid = backend.list_domains()[0].uuid
     dom = conn.lookupByUUIDString(uuid)
@@ -123,8 +124,10 @@ def test_without_a_cpu_map_vcpus_are_pinned_through_the_c_calls(
             tuple(c in (0, 2) for c in range(8)),
         ]
         assert backend.get_pinning(uuid) == Pinning((frozenset({4}), frozenset({0, 2})))
-        with pytest.raises(InvalidSetting, match=r"CPU\(s\) \[16\] do not exist"):
+        with pytest.raises(InvalidSetting, match="vCPU 0 would be pinned to no online CPU"):
             backend.set_pinning(uuid, Pinning((frozenset({16}), frozenset({0}))))
+        with pytest.raises(InvalidSetting, match=r"CPU\(s\) \[4096\] do not exist"):
+            backend.set_pinning(uuid, Pinning((frozenset({4096}), frozenset({0}))))
         with pytest.raises(InvalidSetting, match="3 vCPU affinities given for a domain with 2"):
             backend.set_pinning(uuid, Pinning((frozenset({1}),) * 3))
         assert backend.get_pinning(uuid).vcpus[1] == frozenset({0, 2})

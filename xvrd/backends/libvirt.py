@@ -71,6 +71,8 @@ from xvrd.backends.base import (
 #: What the daemon connects to when the configuration does not say (the local libxl driver).
 DEFAULT_URI: Final = "xen:///system"
 
+#: Length of the vCPU maps where the driver keeps no CPU map: Xen's NR_CPUS is at most 4096.
+UNMAPPED_MAP_CPUS: Final = 4096
 #: How old a domain's vif list (from its XML) may get before it is read again, so a vif
 #: hot-plugged into a running domain is seen within this time; an unplugged one at once.
 VIF_REFRESH_S: Final = 30.0
@@ -515,27 +517,35 @@ class LibvirtBackend:
 
     def _cpu_map(self) -> tuple[int, frozenset[int]]:
         """The length of the vCPU maps and the online CPUs, read now: the host's CPU map
-        (a CPU taken offline leaves a hole in the numbering), or the node info's figures
-        where the driver keeps no map (libxl), `_node_cpus`."""
+        (a CPU taken offline leaves a hole in the numbering), or, where the driver keeps
+        none (libxl), `_cpus_without_map`."""
         conn = self._connection()
         try:
             with self._sorted():
                 size, online_flags, _count = conn.getCPUMap()
             online = frozenset(i for i, on in enumerate(online_flags) if on)
         except Unsupported:
-            size, online = self._node_cpus()
+            size, online = self._cpus_without_map()
         self._map_size = int(size)
         return int(size), online
 
-    def _node_cpus(self) -> tuple[int, frozenset[int]]:
-        """A map length and the online CPUs from the node info: the map as long as virsh
-        makes it without a CPU map (nodes x sockets x cores x threads, or the active CPUs'
-        count if larger), the first ``active`` CPUs taken as the online ones."""
+    def _cpus_without_map(self) -> tuple[int, frozenset[int]]:
+        """Maps of `UNMAPPED_MAP_CPUS`, so no affinity read is cut short (the driver
+        copies what the host has: libxl's maps run to Xen's highest CPU ID, offline CPUs
+        included), and the online CPUs from the capabilities' NUMA topology, which lists
+        those by ID (holes included: ``smt=0`` parks every other one); where it lists
+        none, the node info's first ``CPU(s)``."""
         conn = self._connection()
         with self._sorted():
-            _model, _memory, active, _mhz, nodes, sockets, cores, threads = conn.getInfo()
-        size = max(int(active), int(nodes) * int(sockets) * int(cores) * int(threads))
-        return size, frozenset(range(int(active)))
+            caps = ET.fromstring(conn.getCapabilities())
+        ids = frozenset(
+            int(cpu.get("id", "-1")) for cpu in caps.findall("./host/topology/cells/cell/cpus/cpu")
+        )
+        online = frozenset(i for i in ids if 0 <= i < UNMAPPED_MAP_CPUS)
+        if not online:
+            with self._sorted():
+                online = frozenset(range(int(conn.getInfo()[2])))
+        return UNMAPPED_MAP_CPUS, online
 
     @_locked
     def set_pinning(self, uuid: str, pinning: Pinning) -> None:
@@ -546,7 +556,9 @@ class LibvirtBackend:
         for vcpu, cpus in enumerate(pinning.vcpus):
             bad = sorted(c for c in cpus if not 0 <= c < size)
             if bad:
-                raise InvalidSetting(f"CPU(s) {bad} do not exist: the host has CPUs 0-{size - 1}")
+                raise InvalidSetting(
+                    f"CPU(s) {bad} do not exist: the host's CPU map is 0-{size - 1}"
+                )
             if not cpus & online:
                 raise InvalidSetting(
                     f"vCPU {vcpu} would be pinned to no online CPU (online: "

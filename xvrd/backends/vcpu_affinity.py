@@ -89,10 +89,15 @@ def pin_info(dom: Any, vcpus: int, cpus: int) -> tuple[frozenset[int], ...]:
     got = _libvirt().virDomainGetVcpus(_handle(dom), info, count, buffer, maplen)
     if got < 0:
         raise CallFailed("virDomainGetVcpus() failed")
-    return tuple(
+    maps = [
         frozenset(cpu for cpu in range(cpus) if buffer[vcpu * maplen + cpu // 8] & (1 << (cpu % 8)))
         for vcpu in range(min(got, vcpus))
-    )
+    ]
+    # libxl answers as many entries as asked for, zeroed past the vCPUs the domain has; a
+    # vCPU that exists always has a CPU to run on.
+    while maps and not maps[-1]:
+        maps.pop()
+    return tuple(maps)
 
 
 def pin_vcpu(dom: Any, vcpu: int, affinity: frozenset[int], cpus: int) -> None:
