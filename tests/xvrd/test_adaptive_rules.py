@@ -13,8 +13,8 @@ from xvrd.policy.adaptive import (
     COOLDOWN,
     GIVE_BACK_AFTER,
     MEASURE,
-    PARTIAL_PATIENCE,
     PERSIST,
+    REGIME_MEMORY,
     RESIDUAL_GAIN,
     RESIDUAL_MEASURE,
     RESIDUAL_WINDOW,
@@ -297,14 +297,15 @@ def test_a_domu_that_could_not_be_read_for_a_tick_is_not_taken_for_gone() -> Non
     assert state.trial.revert == trial.revert
     assert unread in {uuid for uuid, _, _ in state.seen}
     assert state.trial == trial  # waiting: the tick was no evidence
-    # Unread for longer: the change stays, unjudged, and nothing is put back.
+    # Unread for as long as its traffic is remembered: the change waits, then stays
+    # unjudged, and nothing is put back.
     actions = []
-    for _ in range(PARTIAL_PATIENCE):
+    for _ in range(REGIME_MEMORY):
         decision = policy.decide(partial, assess(partial, 984.0, 0.5), CONTEXT, state)
+        assert isinstance(decision.state, AdaptiveState)
+        assert decision.state.trial == trial or unread not in {u for u, _, _ in decision.state.seen}
         state = decision.state
         actions += decision.actions
-    assert isinstance(state, AdaptiveState)
-    assert state.trial is None
     assert not [a for a in actions if "did not help" in a.reason]
 
 
@@ -327,13 +328,15 @@ def _unread(obs: Observation, uuid: str) -> Observation:
 
 
 def test_no_change_begins_while_a_domu_is_unread_nor_is_judged_on_its_return() -> None:
-    """Ticks without the busiest domU's figures start nothing; a change begun once the
-    policy stops waiting for it is not credited with its traffic when it returns."""
+    """Ticks without the figures of the busiest domU, which moved traffic lately, start
+    nothing (its share is missing, not lost); a change begun once its traffic is no longer
+    remembered is not credited with that traffic when it returns."""
     obs = _starved()
     partial = _unread(obs, obs.domains[1].uuid)  # the 300 Mb/s one
     policy = AdaptivePolicy()
-    state = None
-    for _ in range(PARTIAL_PATIENCE):
+    held = replace(CONTEXT, held=True)
+    state = policy.decide(obs, assess(obs, 984.0, 0.5), held, None).state  # seen moving
+    for _ in range(REGIME_MEMORY - 1):
         decision = policy.decide(partial, assess(partial, 984.0, 0.5), CONTEXT, state)
         assert decision.actions == ()
         state = decision.state
@@ -345,6 +348,28 @@ def test_no_change_begins_while_a_domu_is_unread_nor_is_judged_on_its_return() -
     assert (
         decision.state.trial is None or decision.state.trial.judged_over != state.trial.judged_over
     )
+
+
+def test_while_waiting_for_an_unread_domu_domus_are_still_kept_off_a_pinned_dom0() -> None:
+    """The wait takes no decision, but a domU that appears on the pCPU the policy pinned
+    dom0 to is moved off it at once, as on any tick."""
+    obs = _starved()
+    pinned = replace(
+        obs,
+        domains=(
+            replace(obs.domains[0], pinning=Pinning((frozenset({0}),))),
+            *(replace(d, pinning=Pinning((frozenset({1}),))) for d in obs.domains[1:-1]),
+            obs.domains[-1],  # new, on both pCPUs
+        ),
+    )
+    policy = AdaptivePolicy()
+    held = replace(CONTEXT, held=True)
+    state = policy.decide(pinned, assess(pinned, 984.0, 0.5), held, None).state
+    partial = _unread(pinned, pinned.domains[1].uuid)
+    decision = policy.decide(partial, assess(partial, 984.0, 0.5), CONTEXT, state)
+    assert [(a.name, a.reason) for a in decision.actions] == [
+        (obs.domains[-1].name, "keep domUs off dom0's pCPU")
+    ]
 
 
 def test_a_raised_domu_unread_for_a_tick_keeps_its_raise_on_record() -> None:

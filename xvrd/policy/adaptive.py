@@ -45,9 +45,10 @@ whose own traffic ends during a trial counts against it too, which errs towards
 putting a change back. A change being judged when domains come or go, or when domUs that
 had moved nothing start moving traffic, stays unjudged (its baseline was other traffic),
 and a hold forgets what was measured before it. A domU libvirt could not read for a tick
-is still running, not destroyed and created again: a tick without its figures is no
-evidence, and the policy waits (up to ``PARTIAL_PATIENCE`` such ticks; then a change judged
-over it stays unjudged, and one begun without it ends unjudged if it returns with traffic).
+is still running, not destroyed and created again: if it moved traffic in the last
+``REGIME_MEMORY`` ticks, a tick without its figures is no evidence and the policy waits
+(then a change judged over it stays unjudged, and one begun without it ends unjudged if it
+returns with traffic).
 
 It never proposes a weight outside the scheduler's range, never touches a domain with a
 manual weight or a manual dom0 pinning, and does nothing but report while held or in advise
@@ -122,9 +123,6 @@ RESIDUAL_GAIN = 0.01
 PIN_HEADROOM = 0.9
 #: ... and only when dom0 itself fits on the one pCPU (a little over, for sampling noise).
 DOM0_FITS = 1.05
-#: Ticks the policy waits, taking no decision, while a domU cannot be read (its share of the
-#: traffic is missing); then it goes on without it.
-PARTIAL_PATIENCE = 3
 #: The objective falling this far below what the last kept change achieved, for
 #: ``PERSIST + 1`` ticks, is a regression to act on even without a finding.
 REGRESSION = 0.15
@@ -178,7 +176,6 @@ class AdaptiveState:
     boosted: tuple[tuple[str, int, int], ...] = ()
     uncrowded: int = 0  # consecutive ticks without a CPU-bound domU moving no traffic
     left: bool = False  # domains were destroyed in the last interval
-    partial: int = 0  # consecutive ticks with a domU unread
     unfair: bool = False  # the last tick found unfairness (it clears a little higher)
 
 
@@ -363,13 +360,18 @@ class AdaptivePolicy:
         # A domU that could not be read this tick is still there, not destroyed and then
         # created again: only its figures are missing from this tick.
         running = tuple(sorted({d.uuid for d in observation.domus()} | observation.unreadable))
-        st = replace(st, partial=st.partial + 1 if observation.unreadable else 0)
-        if observation.unreadable and st.partial <= PARTIAL_PATIENCE:
-            # This tick lacks an unread domU's share: no evidence to judge a change on, to
-            # start one from, or to count as a regression. A change in flight waits.
-            return Decision(findings=findings, state=st)
-        # Unread for longer: the ticks go on without it. A change it was judged over stays
-        # unjudged, and one begun meanwhile ends unjudged if it returns with traffic.
+        if observation.unreadable & {uuid for uuid, _, _ in st.seen}:
+            # This tick lacks the share of an unread domU that moved traffic lately: no
+            # evidence to judge a change on, to start one from, or to count as a
+            # regression. A change in flight waits; only dom0's pinning is kept up.
+            return Decision(
+                actions=self._keep_domus_off_dom0(observation, context),
+                findings=findings,
+                state=st,
+            )
+        # Unread and quiet for REGIME_MEMORY ticks: the ticks go on without it. A change it
+        # was judged over stays unjudged; one begun meanwhile ends unjudged if it returns
+        # with traffic.
         unread = observation.unreadable & (st.trial.judged_over if st.trial else frozenset())
         if st.trial is not None:
             started = st.trial.quiet & set(assessment.network_active)
