@@ -19,6 +19,7 @@ import_libvirt()
 
 import libvirt  # noqa: E402
 
+from xvrd.backends import libvirt as libvirt_backend  # noqa: E402
 from xvrd.backends import vcpu_affinity  # noqa: E402
 from xvrd.backends.base import (  # noqa: E402
     XEN_WEIGHT_RANGE,
@@ -27,7 +28,12 @@ from xvrd.backends.base import (  # noqa: E402
     SchedParams,
     Unsupported,
 )
-from xvrd.backends.libvirt import UNMAPPED_MAP_CPUS, LibvirtBackend, _posix_cap  # noqa: E402
+from xvrd.backends.libvirt import (  # noqa: E402
+    UNMAPPED_MAP_CPUS,
+    LibvirtBackend,
+    _posix_cap,
+    xen_online_cpus,
+)
 
 VIF_XML = "<interface type='bridge'><target dev='{dev}'/></interface>"
 
@@ -107,7 +113,10 @@ class FakeXenConnection:
         return "Xen"
 
     def getInfo(self) -> list[Any]:  # noqa: N802
-        online = sum(self.online) if self.online is not None else 2
+        if self.online is not None:
+            online = sum(self.online)
+        else:
+            online = len(self.topology) if self.topology else 2
         return ["x86_64", 4096, online, 2000, 1, 1, online, 1]
 
     def getCPUMap(self) -> tuple[int, list[bool], int]:  # noqa: N802
@@ -278,9 +287,47 @@ def test_without_a_cpu_map_the_online_cpus_come_from_the_capabilities(
 
 
 def test_without_a_cpu_map_or_a_topology_the_node_info_counts_the_cpus() -> None:
+    """Which CPUs are online is then a guess (the first ones): dom0 is not pinned."""
     backend, conn = _backend("credit")
     conn.online = None
-    assert backend.info().cpu_ids == frozenset({0, 1})
+    info = backend.info()
+    assert info.cpu_ids == frozenset({0, 1})
+    assert not info.supports_dom0_pinning
+
+
+def test_a_topology_that_counts_other_cpus_than_the_node_info_is_not_trusted(
+    mocker: MockerFixture,
+) -> None:
+    """Capabilities are read when libvirtd starts: a CPU taken offline since is still in
+    them, while the node info counts it no more."""
+    backend, conn = _backend("credit")
+    conn.online = None
+    conn.topology = [0, 1, 2, 3]
+    mocker.patch.object(conn, "getInfo", return_value=["x86_64", 4096, 3, 2000, 1, 1, 4, 1])
+    info = backend.info()
+    assert info.cpu_ids == frozenset({0, 1, 2})
+    assert not info.supports_dom0_pinning
+
+
+def test_on_the_dom0_itself_the_online_cpus_are_its_kernels_list_of_xens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/sys/devices/system/xen_cpu: read now, so a CPU taken offline since libvirtd started
+    is seen; CPU 0 has no online flag (it cannot go offline). It wins over the topology."""
+    for cpu, flag in ((0, None), (1, "0"), (2, "1"), (6, "1")):
+        (tmp_path / f"xen_cpu{cpu}").mkdir()
+        if flag is not None:
+            (tmp_path / f"xen_cpu{cpu}" / "online").write_text(flag + "\n")
+    (tmp_path / "power").mkdir()
+    assert xen_online_cpus(tmp_path) == frozenset({0, 2, 6})
+    assert xen_online_cpus(tmp_path / "absent") is None
+    monkeypatch.setattr(libvirt_backend, "XEN_CPU_SYSFS", tmp_path)
+    backend, conn = _backend("credit")
+    conn.online = None
+    conn.topology = [0, 1, 2, 3]
+    info = backend.info()
+    assert info.cpu_ids == frozenset({0, 2, 6})
+    assert info.supports_dom0_pinning
 
 
 def test_without_libvirts_c_library_pinning_is_unsupported(mocker: MockerFixture) -> None:

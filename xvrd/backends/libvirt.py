@@ -163,6 +163,34 @@ def vif_names(domain_xml: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+#: Where a dom0's kernel lists Xen's physical CPUs (drivers/xen/pcpu.c), each with an
+#: ``online`` flag but CPU 0, which cannot go offline.
+XEN_CPU_SYSFS = Path("/sys/devices/system/xen_cpu")
+
+
+def xen_online_cpus(root: Path | None = None) -> frozenset[int] | None:
+    """Xen's online physical CPUs as this dom0's kernel lists them now (under
+    `XEN_CPU_SYSFS`), or None where it lists none (not a dom0)."""
+    online: set[int] = set()
+    try:
+        entries = list((root or XEN_CPU_SYSFS).iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        match = re.fullmatch(r"xen_cpu(\d+)", entry.name)
+        if match is None:
+            continue
+        try:
+            flag = (entry / "online").read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            flag = "1"
+        except OSError:
+            continue
+        if flag != "0":
+            online.add(int(match.group(1)))
+    return frozenset(online) or None
+
+
 def posix_weight_range(cgroup_root: Path = Path("/sys/fs/cgroup")) -> WeightRange:
     """cpu_shares range of a local host: cgroup v2 (unified) or v1 (cpu controller)."""
     if (cgroup_root / "cgroup.controllers").exists():
@@ -205,6 +233,8 @@ class LibvirtBackend:
         self._unsupported_reason: str | None = None
         # The length of the vCPU maps, as `_cpu_map` last found it.
         self._map_size: int | None = None
+        # False where `_cpu_map` could only guess which CPUs are online: no pinning then.
+        self._online_known = True
         libvirt.registerErrorHandler(_ignore_libvirt_error, None)
         if connect:
             self.reconnect()
@@ -305,7 +335,7 @@ class LibvirtBackend:
             cpu_ids=cpu_ids,
             weight_range=weight_range,
             supports_cap=supports_cap,
-            supports_dom0_pinning=has_dom0,
+            supports_dom0_pinning=has_dom0 and self._online_known,
             boot_id=_local_boot_id(self.uri),
         )
         return self._info
@@ -526,26 +556,35 @@ class LibvirtBackend:
             online = frozenset(i for i, on in enumerate(online_flags) if on)
         except Unsupported:
             size, online = self._cpus_without_map()
+        else:
+            self._online_known = True
         self._map_size = int(size)
         return int(size), online
 
     def _cpus_without_map(self) -> tuple[int, frozenset[int]]:
         """Maps of `UNMAPPED_MAP_CPUS`, so no affinity read is cut short (the driver
         copies what the host has: libxl's maps run to Xen's highest CPU ID, offline CPUs
-        included), and the online CPUs from the capabilities' NUMA topology, which lists
-        those by ID (holes included: ``smt=0`` parks every other one); where it lists
-        none, the node info's first ``CPU(s)``."""
+        included), and the online CPUs by ID, holes included (``smt=0`` parks every other
+        one): on the dom0 itself from its kernel's list of Xen's CPUs, read now; else the
+        capabilities' NUMA topology, read when libvirtd started, if it counts as many as
+        the node info says are online. Failing both, the node info's first ``CPU(s)``,
+        and dom0 is not pinned: which CPUs those are is a guess."""
+        self._online_known = True
+        if not urlsplit(self.uri).netloc:
+            local = xen_online_cpus()
+            if local:
+                return UNMAPPED_MAP_CPUS, local
         conn = self._connection()
         with self._sorted():
             caps = ET.fromstring(conn.getCapabilities())
+            active = int(conn.getInfo()[2])
         ids = frozenset(
             int(cpu.get("id", "-1")) for cpu in caps.findall("./host/topology/cells/cell/cpus/cpu")
         )
-        online = frozenset(i for i in ids if 0 <= i < UNMAPPED_MAP_CPUS)
-        if not online:
-            with self._sorted():
-                online = frozenset(range(int(conn.getInfo()[2])))
-        return UNMAPPED_MAP_CPUS, online
+        if len(ids) == active and all(0 <= i < UNMAPPED_MAP_CPUS for i in ids):
+            return UNMAPPED_MAP_CPUS, ids
+        self._online_known = False
+        return UNMAPPED_MAP_CPUS, frozenset(range(active))
 
     @_locked
     def set_pinning(self, uuid: str, pinning: Pinning) -> None:
@@ -557,7 +596,7 @@ class LibvirtBackend:
             bad = sorted(c for c in cpus if not 0 <= c < size)
             if bad:
                 raise InvalidSetting(
-                    f"CPU(s) {bad} do not exist: the host's CPU map is 0-{size - 1}"
+                    f"CPU(s) {bad} do not exist: xvrd's CPU maps hold 0-{size - 1}"
                 )
             if not cpus & online:
                 raise InvalidSetting(

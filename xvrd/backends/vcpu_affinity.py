@@ -89,15 +89,26 @@ def pin_info(dom: Any, vcpus: int, cpus: int) -> tuple[frozenset[int], ...]:
     got = _libvirt().virDomainGetVcpus(_handle(dom), info, count, buffer, maplen)
     if got < 0:
         raise CallFailed("virDomainGetVcpus() failed")
+    raw = bytes(buffer)
     maps = [
-        frozenset(cpu for cpu in range(cpus) if buffer[vcpu * maplen + cpu // 8] & (1 << (cpu % 8)))
-        for vcpu in range(min(got, vcpus))
+        _cpus(raw[vcpu * maplen : (vcpu + 1) * maplen], cpus) for vcpu in range(min(got, vcpus))
     ]
     # libxl answers as many entries as asked for, zeroed past the vCPUs the domain has; a
     # vCPU that exists always has a CPU to run on.
     while maps and not maps[-1]:
         maps.pop()
     return tuple(maps)
+
+
+def _cpus(cpumap: bytes, cpus: int) -> frozenset[int]:
+    """The CPUs below ``cpus`` set in one map, byte by byte: a map of 4096 CPUs is mostly
+    zero bytes."""
+    return frozenset(
+        base + bit
+        for base, byte in ((i * 8, b) for i, b in enumerate(cpumap) if b)
+        for bit in range(8)
+        if byte >> bit & 1 and base + bit < cpus
+    )
 
 
 def pin_vcpu(dom: Any, vcpu: int, affinity: frozenset[int], cpus: int) -> None:
