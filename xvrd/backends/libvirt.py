@@ -71,7 +71,8 @@ from xvrd.backends.base import (
 #: What the daemon connects to when the configuration does not say (the local libxl driver).
 DEFAULT_URI: Final = "xen:///system"
 
-#: Length of the vCPU maps where the driver keeps no CPU map: Xen's NR_CPUS is at most 4096.
+#: Length of the vCPU maps where the driver keeps no CPU map: more CPUs than Xen 4.17 can run
+#: (its NR_CPUS is at most 4095); a CPU numbered beyond would read as absent from every map.
 UNMAPPED_MAP_CPUS: Final = 4096
 #: How old a domain's vif list (from its XML) may get before it is read again, so a vif
 #: hot-plugged into a running domain is seen within this time; an unplugged one at once.
