@@ -144,6 +144,16 @@ def sort_libvirt_error(err: libvirt.libvirtError, uuid: str | None = None) -> Ba
 
 
 @dataclass(frozen=True, slots=True)
+class _Cpus:
+    """The host's CPUs as vCPU maps need them: read once per connection (CPUs brought on
+    or off line while xvrd runs need a restart, as the docs say)."""
+
+    map_size: int  # CPUs in one vCPU map
+    online: frozenset[int]
+    known: bool = True  # False: which CPUs are online is a guess, so dom0 is not pinned
+
+
+@dataclass(frozen=True, slots=True)
 class _Known:
     """What does not change for one running domain (keyed by UUID and domain ID)."""
 
@@ -232,10 +242,7 @@ class LibvirtBackend:
         self._known: dict[str, _Known] = {}
         self._info: HostInfo | None = None
         self._unsupported_reason: str | None = None
-        # The length of the vCPU maps, as `_cpu_map` last found it.
-        self._map_size: int | None = None
-        # False where `_cpu_map` could only guess which CPUs are online: no pinning then.
-        self._online_known = True
+        self._host_cpus: _Cpus | None = None
         libvirt.registerErrorHandler(_ignore_libvirt_error, None)
         if connect:
             self.reconnect()
@@ -271,7 +278,7 @@ class LibvirtBackend:
         self._known.clear()
         self._info = None
         self._unsupported_reason = None
-        self._map_size = None
+        self._host_cpus = None
         if conn is not None:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
@@ -312,7 +319,7 @@ class LibvirtBackend:
         conn = self._connection()
         with self._sorted():
             driver = str(conn.getType())
-        _size, cpu_ids = self._cpu_map()
+        cpus = self._cpus()
         domains = self.list_domains()
         scheduler, params = self._probe_scheduler(driver, domains)
         if scheduler in _XEN_SCHEDULERS:
@@ -333,10 +340,10 @@ class LibvirtBackend:
             kind="libvirt",
             uri=self.uri,
             scheduler=scheduler,
-            cpu_ids=cpu_ids,
+            cpu_ids=cpus.online,
             weight_range=weight_range,
             supports_cap=supports_cap,
-            supports_dom0_pinning=has_dom0 and self._online_known,
+            supports_dom0_pinning=has_dom0 and cpus.known,
             boot_id=_local_boot_id(self.uri),
         )
         return self._info
@@ -438,9 +445,7 @@ class LibvirtBackend:
     @_locked
     def read_counters(self, uuid: str) -> DomainCounters:
         dom = self._domain(uuid)
-        known = self._known.get(uuid)
-        if known is None:
-            known = self._known_for(uuid, int(dom.ID()), dom)
+        known = self._known_for(uuid, int(dom.ID()), dom)
         cpu_ns = self._cpu_ns(uuid, dom)
         try:
             vifs = [self._vif_counters(uuid, dom, name) for name in known.vifs]
@@ -538,43 +543,39 @@ class LibvirtBackend:
         """Each vCPU's affinity; none (unknown) where the driver cannot report it: the
         domain is still sampled."""
         dom = self._domain(uuid)
-        size = self._map_size if self._map_size is not None else self._cpu_map()[0]
-        known = self._known.get(uuid) or self._known_for(uuid, int(dom.ID()), dom)
+        vcpus = self._known_for(uuid, int(dom.ID()), dom).vcpus
         try:
             with self._sorted(uuid), _c_call():
-                return Pinning(vcpu_affinity.pin_info(dom, known.vcpus, size))
+                return Pinning(vcpu_affinity.pin_info(dom, vcpus, self._cpus().map_size))
         except Unsupported:
             return Pinning(())
 
-    def _cpu_map(self) -> tuple[int, frozenset[int]]:
-        """The length of the vCPU maps and the online CPUs, read now: the host's CPU map
-        (a CPU taken offline leaves a hole in the numbering), or, where the driver keeps
-        none (libxl), `_cpus_without_map`."""
-        conn = self._connection()
-        try:
-            with self._sorted():
-                size, online_flags, _count = conn.getCPUMap()
-            online = frozenset(i for i, on in enumerate(online_flags) if on)
-        except Unsupported:
-            size, online = self._cpus_without_map()
-        else:
-            self._online_known = True
-        self._map_size = int(size)
-        return int(size), online
+    def _cpus(self) -> _Cpus:
+        """The host's CPU map (a CPU taken offline leaves a hole in the numbering), or,
+        where the driver keeps none (libxl), `_cpus_without_map`."""
+        if self._host_cpus is None:
+            conn = self._connection()
+            try:
+                with self._sorted():
+                    size, online, _count = conn.getCPUMap()
+                cpus = _Cpus(int(size), frozenset(i for i, on in enumerate(online) if on))
+            except Unsupported:
+                cpus = self._cpus_without_map()
+            self._host_cpus = cpus
+        return self._host_cpus
 
-    def _cpus_without_map(self) -> tuple[int, frozenset[int]]:
+    def _cpus_without_map(self) -> _Cpus:
         """Maps of `UNMAPPED_MAP_CPUS`, so no affinity read is cut short (the driver
         copies what the host has: libxl's maps run to Xen's highest CPU ID, offline CPUs
         included), and the online CPUs by ID, holes included (``smt=0`` parks every other
-        one): on the dom0 itself from its kernel's list of Xen's CPUs, read now; else the
+        one): on the dom0 itself from its kernel's list of Xen's CPUs; else the
         capabilities' NUMA topology, read when libvirtd started, if it counts as many as
         the node info says are online. Failing both, the node info's first ``CPU(s)``,
         and dom0 is not pinned: which CPUs those are is a guess."""
-        self._online_known = True
         if not urlsplit(self.uri).netloc:
             local = xen_online_cpus()
             if local:
-                return UNMAPPED_MAP_CPUS, local
+                return _Cpus(UNMAPPED_MAP_CPUS, local)
         conn = self._connection()
         with self._sorted():
             caps = ET.fromstring(conn.getCapabilities())
@@ -583,16 +584,16 @@ class LibvirtBackend:
             int(cpu.get("id", "-1")) for cpu in caps.findall("./host/topology/cells/cell/cpus/cpu")
         )
         if len(ids) == active and all(0 <= i < UNMAPPED_MAP_CPUS for i in ids):
-            return UNMAPPED_MAP_CPUS, ids
-        self._online_known = False
-        return UNMAPPED_MAP_CPUS, frozenset(range(active))
+            return _Cpus(UNMAPPED_MAP_CPUS, ids)
+        return _Cpus(UNMAPPED_MAP_CPUS, frozenset(range(active)), known=False)
 
     @_locked
     def set_pinning(self, uuid: str, pinning: Pinning) -> None:
         """Each vCPU's affinity as given. Every CPU named must exist and each vCPU needs
         an online one; offline CPUs may stay in an affinity (originals read back carry
         them), where Xen leaves them until they come online."""
-        size, online = self._cpu_map()
+        host = self._cpus()
+        size, online = host.map_size, host.online
         for vcpu, cpus in enumerate(pinning.vcpus):
             bad = sorted(c for c in cpus if not 0 <= c < size)
             if bad:
@@ -605,7 +606,7 @@ class LibvirtBackend:
                     f"{','.join(map(str, sorted(online)))})"
                 )
         dom = self._domain(uuid)
-        vcpus = (self._known.get(uuid) or self._known_for(uuid, int(dom.ID()), dom)).vcpus
+        vcpus = self._known_for(uuid, int(dom.ID()), dom).vcpus
         if len(pinning.vcpus) > vcpus:
             # Checked first: the vCPUs before the missing one would be pinned already.
             raise InvalidSetting(
