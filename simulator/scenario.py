@@ -192,26 +192,45 @@ class Scenario(_Strict):
         return self
 
     def _check_lifecycles(self) -> None:
-        """Each phase must find its domain in the state it acts on: a start a stopped one,
-        anything else a running one. The host would skip it unseen otherwise."""
+        """Each start must find its domain stopped and each other event find it running,
+        the domains' own ``start_s`` and ``stop_s`` included: the host would skip one that
+        does not, unseen."""
         # The host's order: every domain's start and stop, then the phases, each group in
         # file order, at the same nanosecond as the host schedules them.
-        events: list[tuple[int, int, str, str, int | None]] = []
-        for d in self.domains:
+        events: list[tuple[int, int, str, str, str, float]] = []
+        for i, d in enumerate(self.domains):
             for name in d.names():
-                events.append((moment_ns(d.start_s), len(events), name, "start", None))
+                events.append(
+                    (
+                        moment_ns(d.start_s),
+                        len(events),
+                        name,
+                        "start",
+                        f"domains[{i}].start_s",
+                        d.start_s,
+                    )
+                )
                 if d.stop_s is not None:
-                    events.append((moment_ns(d.stop_s), len(events), name, "stop", None))
+                    events.append(
+                        (
+                            moment_ns(d.stop_s),
+                            len(events),
+                            name,
+                            "stop",
+                            f"domains[{i}].stop_s",
+                            d.stop_s,
+                        )
+                    )
         for i, p in enumerate(self.phases):
-            events.append((moment_ns(p.at_s), len(events), p.domain, p.action, i))
+            events.append(
+                (moment_ns(p.at_s), len(events), p.domain, p.action, f"phases[{i}]", p.at_s)
+            )
         running: set[str] = set()
-        for _, _, name, action, phase in sorted(events):
-            if phase is not None and (action == "start") == (name in running):
+        for _, _, name, action, field, at in sorted(events):
+            if (action == "start") == (name in running):
                 state = "already running" if name in running else "not running"
-                at = self.phases[phase].at_s
                 raise ValueError(
-                    f"phases[{phase}]: {name!r} is {state} at {at:g} s, so {action!r} would "
-                    "do nothing"
+                    f"{field}: {name!r} is {state} at {at:g} s, so {action!r} would do nothing"
                 )
             if action == "start":
                 running.add(name)

@@ -145,6 +145,14 @@ def _lifecycle(*phases: dict[str, object]) -> dict[str, object]:
         ([{"at_s": 1, "action": "stop", "domain": "b"}], "'b' is not running at 1 s"),
         ([{"at_s": 10, "action": "cap", "domain": "b", "cap": 5}], "'b' is not running at 10 s"),
         (
+            [{"at_s": 2, "action": "start", "domain": "b"}],
+            "domains[1].start_s: 'b' is already running at 5 s, so 'start' would do nothing",
+        ),
+        (
+            [{"at_s": 7, "action": "stop", "domain": "b"}],
+            "domains[1].stop_s: 'b' is not running at 10 s, so 'stop' would do nothing",
+        ),
+        (
             [
                 {"at_s": 2, "action": "stop", "domain": "a"},
                 {"at_s": 3, "action": "workload", "domain": "a", "workload": "idle"},
@@ -156,8 +164,9 @@ def _lifecycle(*phases: dict[str, object]) -> dict[str, object]:
 def test_a_phase_that_would_do_nothing_is_refused(
     phases: list[dict[str, object]], message: str
 ) -> None:
-    """The host skips a start of a running domain, or a change to a stopped one: a file
-    asking for one is a mistake, named with the domain's state at that moment."""
+    """The host skips a start of a running domain, or a change to a stopped one, a
+    domain's own start_s and stop_s included: a file asking for one is a mistake, named
+    with the domain's state at that moment."""
     with pytest.raises(ScenarioError, match=re.escape(message)):
         parse_scenario(_lifecycle(*phases))
 
