@@ -73,7 +73,7 @@ class Observation:
     interval_s: float | None
     cpu_ids: frozenset[int]  # the host's online CPUs
     domains: tuple[DomainRates, ...]
-    # Listed but not read this time (why is in `Sampler.unreadable`): still running,
+    # domUs listed but not read this time (why is in `Sampler.unreadable`): still running,
     # so not to be taken for destroyed, only missing from this observation.
     unreadable: frozenset[str] = frozenset()
 
@@ -100,6 +100,10 @@ class Observation:
 
     def domus(self) -> list[DomainRates]:
         return [d for d in self.domains if not d.is_dom0]
+
+    def running_domus(self) -> frozenset[str]:
+        """UUIDs of the domUs running, those not read this time included."""
+        return frozenset(d.uuid for d in self.domus()) | self.unreadable
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +183,8 @@ class Sampler:
                 if dom.uuid not in self.unreadable:
                     log.warning("domain left out: cannot read it", domain=dom.name, error=str(exc))
                 self.unreadable[dom.uuid] = Unread(dom.name, dom.domid, str(exc))
-                unread.add(dom.uuid)
+                if not dom.is_dom0:
+                    unread.add(dom.uuid)
                 if dom.uuid in self._previous:
                     # Rates resume from the last reading once it can be read again.
                     readings[dom.uuid] = self._previous[dom.uuid]

@@ -253,7 +253,7 @@ def remember_traffic(
     obs: Observation, assessment: Assessment, seen: tuple[tuple[str, int, int], ...]
 ) -> tuple[tuple[str, int, int], ...]:
     """Network-active domUs of the last ``REGIME_MEMORY`` ticks, with what they do."""
-    running = {d.uuid for d in obs.domus()} | obs.unreadable
+    running = obs.running_domus()
     memory = {uuid: (ttl - 1, kind) for uuid, ttl, kind in seen if ttl > 1 and uuid in running}
     by_uuid = {d.uuid: d for d in obs.domus()}
     for uuid in assessment.network_active:
@@ -359,7 +359,7 @@ class AdaptivePolicy:
             )
         # A domU that could not be read this tick is still there, not destroyed and then
         # created again: only its figures are missing from this tick.
-        running = tuple(sorted({d.uuid for d in observation.domus()} | observation.unreadable))
+        running = tuple(sorted(observation.running_domus()))
         if observation.unreadable & {uuid for uuid, _, _ in st.seen}:
             # This tick lacks the share of an unread domU that moved traffic lately: no
             # evidence to judge a change on, to start one from, or to count as a
