@@ -56,9 +56,9 @@ log = structlog.get_logger("xvrd.daemon")
 VERDICT_HISTORY = 20
 #: Reconnect delays after the host became unreachable: doubling up to a minute.
 RECONNECT_FIRST_S = 1.0
+RECONNECT_MAX_S = 60.0
 #: Domain IDs below Xen's reserved ones (DOMID_FIRST_RESERVED, 0x7FF0).
 DOMID_MAX = 0x7FEF
-RECONNECT_MAX_S = 60.0
 
 
 class Daemon:
