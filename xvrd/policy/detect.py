@@ -67,8 +67,14 @@ def dom0_load(obs: Observation) -> Dom0Load | None:
         return None
     # A dom0 pinned to fewer pCPUs than it has vCPUs can use no more than those.
     allowed = frozenset().union(*dom0.pinning.vcpus) & obs.cpu_ids or obs.cpu_ids
-    capacity = 100.0 * min(dom0.vcpus, len(allowed), obs.host_cpus) / obs.host_cpus
+    capacity = cpus_pct(obs, min(dom0.vcpus, len(allowed)))
     return Dom0Load(dom0.cpu_pct, capacity, due_pct(obs, dom0), dom0.weight)
+
+
+def cpus_pct(obs: Observation, cpus: int) -> float:
+    """What ``cpus`` vCPUs can use, % of the host: a domain never gets more CPUs than it has
+    vCPUs, whatever its weight."""
+    return 100.0 * min(cpus, obs.host_cpus) / obs.host_cpus
 
 
 def active_weight(obs: Observation) -> int:
@@ -87,7 +93,7 @@ def due_pct(
     total += own - (d.weight if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT else 0)
     if obs.host_cpus < 1:
         return 0.0
-    capacity = 100.0 * min(d.vcpus, obs.host_cpus) / obs.host_cpus
+    capacity = cpus_pct(obs, d.vcpus)
     return min(capacity, 100.0 * own / total) if total > 0 else capacity
 
 
