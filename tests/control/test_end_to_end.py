@@ -177,6 +177,19 @@ def test_overrides_through_the_cli_then_sigterm_puts_everything_back(
     assert (code, err) == (3, f"xvrd is not running (no daemon at {running.socket})\n")
 
 
+def test_a_hangup_stops_the_daemon_and_puts_settings_back(
+    running: Daemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An `xvrd run` whose terminal goes away (SIGHUP) stops as on SIGTERM, not killed."""
+    running.wait_for_ticks(1)
+    assert xvrd(capsys, "set-weight", "dom2", "777", "--socket", str(running.socket))[0] == 0
+    assert running.stop(signal.SIGHUP) == 0
+    [stopped] = running.events("stopped")
+    assert stopped["restored"] >= 1  # dom2's weight, and whatever the policy changed
+    assert stopped["kept"] == 0
+    assert not running.socket.exists()
+
+
 def test_an_override_survives_a_crash_and_a_restart(
     running: Daemon, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -182,7 +182,7 @@ def _wait_one_interval(daemon: Daemon, settings: Settings) -> None:
 
 
 def serve(daemon: Daemon, settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    """Run until SIGTERM, SIGINT or SIGHUP. Returns the process exit code."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from xvrd.control.server import ControlServer, SocketSetupError
@@ -193,8 +193,11 @@ def serve(daemon: Daemon, settings: Settings) -> int:
         log.info("stopping", signal=signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP too: the terminal of an `xvrd run` in the foreground going away (an ssh session
+    # dropped) stops it like Ctrl-C, settings put back, instead of killing it with the host
+    # left tuned. There is no reload: a changed config takes a restart.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
 
     period = watchdog_interval_s()
     watchdog = TickWatchdog(period) if period is not None else None
