@@ -12,6 +12,7 @@ experiments call it after advancing a simulated host by one interval. Same code 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import deque
@@ -153,14 +154,38 @@ class Daemon:
         """Stop: restore originals unless told not to. Returns what was put back."""
         with self.lock:
             records: list[ActionRecord] = []
-            if self.settings.restore_on_exit and self.connected:
-                try:
-                    records, _ = self.actuator.restore_all("daemon stopping")
-                except (BackendError, StateError) as exc:
-                    log.error("could not restore settings at exit", error=str(exc))
+            if self.settings.restore_on_exit and self.state.originals:
+                records = self._restore_at_exit()
             log.info("stopped", restored=len(records), kept=len(self.state.originals))
             self.backend.close()
             return records
+
+    def _restore_at_exit(self) -> list[ActionRecord]:
+        """Every original back. A host lost meanwhile (libvirtd restarted by a package
+        upgrade) is connected to once more now, backoff or not, and so is one lost halfway
+        through: the stop is the last chance to put the settings back before the next start.
+        """
+        for attempt in range(2):
+            if attempt or not self.connected:
+                self._retry_at = -math.inf
+                if not self._reconnect():
+                    break
+            try:
+                records, _ = self.actuator.restore_all("daemon stopping")
+            except BackendUnavailable as exc:
+                self._lost(exc)  # what went back before it is in the log, not in the count
+                continue
+            except (BackendError, StateError) as exc:
+                log.error("could not restore settings at exit", error=str(exc))
+                return []
+            return records
+        log.error(
+            "could not restore settings at exit: the host is unreachable; they stay as xvrd "
+            "set them, recorded for the next start to put back when it stops",
+            error=self.last_error,
+            kept=len(self.state.originals),
+        )
+        return []
 
     # ------------------------------------------------------------------ the tick
     def tick(self) -> Observation | None:

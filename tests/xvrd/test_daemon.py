@@ -154,6 +154,55 @@ def test_shutdown_restores_originals_unless_told_not_to(
     assert json.loads((keep.state_dir / "state.json").read_text())["originals"]
 
 
+def test_a_stop_while_the_host_is_lost_connects_again_to_restore(
+    settings: Settings, backend: SimulatorBackend, mocker: Any
+) -> None:
+    """libvirtd restarted (by a package upgrade, say): the stop does not wait out the
+    reconnect backoff, and a host lost halfway through the restore is connected to again."""
+    from xvrd.backends.base import BackendUnavailable
+
+    clock = [0.0]
+    daemon = Daemon(settings, backend, WantsDom0At(8192), monotonic=lambda: clock[0])
+    ticks(daemon, backend, 2)
+    daemon.set_weight("dom1", 2000)
+    backend._closed = True
+    daemon.tick()
+    assert daemon.connected is False
+    backend._closed = False  # back, but the backoff has not run out
+    set_weight = backend.set_weight
+    calls: list[int] = []
+
+    def lost_at_the_first(uuid: str, weight: int) -> None:
+        calls.append(weight)
+        if len(calls) == 1:
+            raise BackendUnavailable("gone again")
+        set_weight(uuid, weight)
+
+    mocker.patch.object(backend, "set_weight", side_effect=lost_at_the_first)
+    restored = daemon.shutdown()
+    assert calls == [256, 256, 256]
+    assert {(r.domain, r.new) for r in restored} == {("Domain-0", "256"), ("dom1", "256")}
+    backend._closed = False
+    assert (weight(backend, "Domain-0"), weight(backend, "dom1")) == (256, 256)
+    assert not json.loads((settings.state_dir / "state.json").read_text())["originals"]
+
+
+def test_a_stop_with_the_host_unreachable_keeps_the_originals(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    daemon = Daemon(settings, backend, WantsDom0At(8192))
+    ticks(daemon, backend, 2)
+    backend._closed = True
+    assert daemon.shutdown() == []
+    backend._closed = False
+    assert weight(backend, "Domain-0") == 8192
+    # recorded for the next start, which puts it back at its stop
+    again = Daemon(settings, backend)
+    again.reconcile()
+    again.shutdown()
+    assert weight(backend, "Domain-0") == 256
+
+
 def test_restore_command_puts_everything_back_and_holds(
     settings: Settings, backend: SimulatorBackend
 ) -> None:
