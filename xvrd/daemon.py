@@ -104,10 +104,10 @@ class Daemon:
 
         Originals still recorded mean an earlier run changed settings and did not restore
         them: they stay recorded, so the next restore puts them back. Manual overrides and a
-        manual dom0 pinning are applied again. Originals of domains that no longer exist are
-        forgotten, and so are all of them after a host reboot: xvrd's settings are live only,
-        so the reboot put the originals back, and restoring a previous boot's (a pinning to
-        CPUs that are now numbered differently) would do harm.
+        manual dom0 pinning are applied again. Originals of domains the host says no longer
+        run are forgotten, and so are all of them after a host reboot: xvrd's settings are
+        live only, so the reboot put the originals back, and restoring a previous boot's (a
+        pinning to CPUs that are now numbered differently) would do harm.
         """
         with self.lock:
             boot = self.host.boot_id
@@ -121,7 +121,7 @@ class Daemon:
             if boot:
                 self.state.boot_id = boot
             live = {d.uuid: d for d in self.backend.list_domains()}
-            gone = [u for u in self.state.originals if u not in live]
+            gone = [u for u in self.state.originals if u not in live and self._gone(u)]
             for uuid in gone:
                 del self.state.originals[uuid]
             self._apply_overrides(live.values(), "manual override (restart)")
@@ -149,6 +149,26 @@ class Daemon:
                 held=self.state.hold is not None,
                 forgotten=len(gone),
             )
+
+    def _gone(self, uuid: str) -> bool:
+        """The domain no longer runs, as the host says when asked for it by UUID. Not being
+        listed is not enough: libvirt leaves out a domain it could not read at that moment
+        (libxl busy with it), and forgetting its original would leave xvrd's settings on it
+        for good."""
+        try:
+            self.backend.get_sched(uuid)
+        except DomainGone:
+            return True
+        except BackendUnavailable:
+            raise
+        except BackendError as exc:
+            log.warning(
+                "domain not listed and not readable: its original stays recorded",
+                uuid=uuid,
+                domain=self.state.originals[uuid].name,
+                error=str(exc),
+            )
+        return False
 
     def shutdown(self) -> list[ActionRecord]:
         """Stop: restore originals unless told not to. Returns what was put back."""

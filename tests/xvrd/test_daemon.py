@@ -581,6 +581,33 @@ def test_originals_from_before_a_host_reboot_are_forgotten(settings: Settings) -
     assert again.state.originals[rebooted.host.domain(1).uuid].weight == 256
 
 
+def test_a_restart_forgets_only_the_originals_of_domains_that_are_gone(
+    settings: Settings, backend: SimulatorBackend, mocker: Any
+) -> None:
+    """A domain the listing left out (libvirt could not read it just then) keeps its
+    original; one the host says is not running loses it."""
+    crashed = Daemon(settings, backend)
+    crashed.reconcile()
+    dom1 = backend.host.domain(1).uuid
+    crashed.actuator.set_weight(dom1, "dom1", 512, "the crashed run's")
+    gone = "00000000-0000-4000-8000-00000000dead"
+    crashed.state.originals[gone] = crashed.state.originals[dom1].model_copy(
+        update={"name": "destroyed"}
+    )
+    crashed.store.save(crashed.state)
+
+    again = Daemon(settings, backend)
+    listing = backend.list_domains()
+    mocker.patch.object(
+        backend, "list_domains", side_effect=[[d for d in listing if d.name != "dom1"]]
+    )
+    again.reconcile()
+    assert set(again.state.originals) == {dom1}
+    mocker.stopall()
+    again.shutdown()
+    assert weight(backend, "dom1") == 256
+
+
 def test_a_domu_raise_left_by_a_crashed_run_is_given_back(
     settings: Settings, backend: SimulatorBackend
 ) -> None:
