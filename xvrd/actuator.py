@@ -2,7 +2,9 @@
 
 Before the first change to a domain, its settings as the host reports them are recorded and
 persisted, so a clean stop, `xvrd restore`, or the next start after a crash can put them
-back. Weights outside the scheduler's range are refused, never clamped silently.
+back; so is each value xvrd sets, before it sets it, so that a setting changed by hand since
+is left as the operator made it. Weights outside the scheduler's range are refused, never
+clamped silently.
 """
 
 from __future__ import annotations
@@ -93,37 +95,66 @@ class Actuator:
         self._advice_logged: dict[tuple[str, str], tuple[float, int]] = {}  # at, repeats
 
     # ------------------------------------------------------------------ originals
-    def original_pinning(self, uuid: str, online: frozenset[int] | None = None) -> Pinning | None:
-        """The affinity recorded before xvrd changed it, as the host can take it now (a
-        vCPU whose CPUs have all gone offline on every online one); None if none is.
-        ``online``: the online CPUs when the caller has them (else the host is asked)."""
+    def original_pinning(
+        self, uuid: str, current: Pinning, online: frozenset[int] | None = None
+    ) -> Pinning | None:
+        """The affinity recorded before xvrd changed it, for the vCPUs the domain has now
+        (``current``: one added since keeps its own, as `xl vcpu-set` gave it) and as the
+        host can take it now (a vCPU whose CPUs have all gone offline on every online one);
+        None if none is recorded. ``online``: the online CPUs when the caller has them (else
+        the host is asked)."""
         original = self.state.originals.get(uuid)
         if original is None or not original.pinning:
             return None
-        recorded = Pinning(tuple(frozenset(c) for c in original.pinning))
-        return recorded.onto(self.backend.info().cpu_ids if online is None else online)
+        recorded = tuple(frozenset(c) for c in original.pinning)
+        fitted = Pinning(recorded[: len(current.vcpus)] + current.vcpus[len(recorded) :])
+        return fitted.onto(self.backend.info().cpu_ids if online is None else online)
 
     def remember(self, uuid: str, name: str) -> Original:
         """Record (and persist) a domain's current settings unless already recorded."""
         original = self.state.originals.get(uuid)
-        if original is not None:
-            return original
-        sched = self.backend.get_sched(uuid)
-        pinning = self.backend.get_pinning(uuid)
-        original = Original(
-            name=name, weight=sched.weight, cap=sched.cap, pinning=pinning_lists(pinning)
-        )
-        self.state.originals[uuid] = original
+        if original is None:
+            self._note(uuid, name)
+            original = self.state.originals[uuid]
+        return original
+
+    def _put_record(self, uuid: str, record: Original | None) -> None:
+        if record is None:
+            self.state.originals.pop(uuid, None)
+        else:
+            self.state.originals[uuid] = record
+
+    def _note(self, uuid: str, name: str, **setting: object) -> Original | None:
+        """Persist what xvrd is about to set (``weight_set`` or ``pinning_set``), the
+        domain's originals first; returns the record as it was (None: there was none), for
+        `_unnote` if the host refuses. Noted before the change, not after: a crash in between
+        leaves noted a value the host does not have, so the setting is not put back (the
+        host has its original, or the value xvrd set before), where a change made and not
+        noted would pass for the operator's while it lasts."""
+        before = self.state.originals.get(uuid)
+        if before is None:
+            sched = self.backend.get_sched(uuid)
+            pinning = pinning_lists(self.backend.get_pinning(uuid))
+            original = Original(name=name, weight=sched.weight, cap=sched.cap, pinning=pinning)
+        else:
+            original = before
+        self.state.originals[uuid] = original.model_copy(update=setting)
         try:
             self.store.save(self.state)
         except StateError:
             # No change without its original on disk: a crash would lose what to put back.
-            del self.state.originals[uuid]
+            self._put_record(uuid, before)
             raise
-        return original
+        return before
 
-    def changed(self, uuid: str) -> bool:
-        return uuid in self.state.originals
+    def _unnote(self, uuid: str, before: Original | None) -> None:
+        """The host refused the change `_note` recorded: what xvrd had set before is its
+        again (a failed save is logged: the next change saves it)."""
+        self._put_record(uuid, before)
+        try:
+            self.store.save(self.state)
+        except StateError as exc:
+            log.error("state not saved", error=str(exc))
 
     # ------------------------------------------------------------------ changes
     def set_weight(self, uuid: str, name: str, weight: int, reason: str) -> ActionRecord:
@@ -136,10 +167,11 @@ class Actuator:
             return self._record(name, "weight", (str(old), str(weight)), reason, applied=False)
         if self.dry_run:
             return self.advise(name, "weight", str(old), str(weight), f"{reason} (dry run)")
-        self.remember(uuid, name)
+        before = self._note(uuid, name, weight_set=weight)
         try:
             self.backend.set_weight(uuid, weight)
         except BackendError as exc:
+            self._unnote(uuid, before)
             self._record(
                 name, "weight", (str(old), str(weight)), reason, applied=False, error=str(exc)
             )
@@ -153,13 +185,20 @@ class Actuator:
             return self._record(name, "pinning", change, reason, applied=False)
         if self.dry_run:
             return self.advise(name, "pinning", *change, f"{reason} (dry run)")
-        self.remember(uuid, name)
+        before = self._note(uuid, name, pinning_set=pinning_lists(pinning))
         try:
             self.backend.set_pinning(uuid, pinning)
         except BackendError as exc:
+            self._unnote(uuid, before)
             self._record(name, "pinning", change, reason, applied=False, error=str(exc))
             raise
-        return self._record(name, "pinning", change, reason, applied=True)
+        record = self._record(name, "pinning", change, reason, applied=True)
+        # What the host made of it (QEMU's cpuset narrows a thread's affinity) is what a
+        # restore must recognise as xvrd's.
+        held = self.backend.get_pinning(uuid)
+        if held != pinning:
+            self._note(uuid, name, pinning_set=pinning_lists(held))
+        return record
 
     def advise(self, name: str, setting: str, old: str, new: str, reason: str) -> ActionRecord:
         """Record what would have been done (advise mode, hold, or an override in the way):
@@ -219,17 +258,26 @@ class Actuator:
             return []
         records: list[ActionRecord] = []
         try:
-            sched = self.backend.get_sched(uuid)
-            if sched.weight != original.weight:
-                self.backend.set_weight(uuid, original.weight)
-                change = (str(sched.weight), str(original.weight))
-                records.append(self._record(original.name, "weight", change, reason, applied=True))
+            if original.weight_set is not None:
+                weight = self.backend.get_sched(uuid).weight
+                if weight != original.weight_set:
+                    _left_by_hand(original, "weight", str(original.weight_set), str(weight))
+                elif weight != original.weight:
+                    self.backend.set_weight(uuid, original.weight)
+                    change = (str(weight), str(original.weight))
+                    records.append(
+                        self._record(original.name, "weight", change, reason, applied=True)
+                    )
             # The cap is recorded, not restored: xvrd never sets one, so a cap that differs
             # now is an operator's (`xl sched-credit -c`), made while xvrd ran.
-            pinning = self.original_pinning(uuid)
-            if pinning is not None:
+            if original.pinning_set is not None:
                 current = self.backend.get_pinning(uuid)
-                if current != pinning:
+                pinning = self.original_pinning(uuid, current)
+                ours = Pinning(tuple(frozenset(c) for c in original.pinning_set))
+                # vCPUs removed since (`xl vcpu-set`) or added (not xvrd's) do not count
+                if any(a != b for a, b in zip(current.vcpus, ours.vcpus, strict=False)):
+                    _left_by_hand(original, "pinning", pinning_text(ours), pinning_text(current))
+                elif pinning is not None and current != pinning:
                     self.backend.set_pinning(uuid, pinning)
                     change = (pinning_text(current), pinning_text(pinning))
                     records.append(
@@ -260,3 +308,13 @@ class Actuator:
         finally:
             self.store.save(self.state)
         return records, failed
+
+
+def _left_by_hand(original: Original, setting: str, xvrd_set: str, now: str) -> None:
+    log.info(
+        "changed by hand since xvrd set it: left as it is",
+        domain=original.name,
+        setting=setting,
+        xvrd_set=xvrd_set,
+        now=now,
+    )

@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     """Where originals, overrides and hold are persisted (state.json, written atomically)."""
 
     restore_on_exit: bool = True
-    """Put back every original setting when the daemon stops."""
+    """Put back every setting xvrd changed when the daemon stops (not one changed by hand
+    since)."""
 
     link_mbps: float = Field(1000.0, gt=0, le=1_000_000)
     """Line rate of the host's uplink, for efficiency (aggregate / what the link carries)."""

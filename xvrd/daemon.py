@@ -49,7 +49,15 @@ from xvrd.policy.base import (
 )
 from xvrd.ranges import parse_number
 from xvrd.sampler import DomainRates, Observation, Sampler
-from xvrd.state import Hold, Override, PersistedState, StateError, StateStore, now_iso
+from xvrd.state import (
+    STATE_VERSION,
+    Hold,
+    Override,
+    PersistedState,
+    StateError,
+    StateStore,
+    now_iso,
+)
 
 log = structlog.get_logger("xvrd.daemon")
 
@@ -124,6 +132,8 @@ class Daemon:
             gone = [u for u in self.state.originals if u not in live and self._gone(u)]
             for uuid in gone:
                 del self.state.originals[uuid]
+            if self.state.version < STATE_VERSION:
+                self._note_what_xvrd_set()
             self._apply_overrides(live.values(), "manual override (restart)")
             if self.state.dom0_pin:
                 pin = frozenset(self.state.dom0_pin)
@@ -149,6 +159,27 @@ class Daemon:
                 held=self.state.hold is not None,
                 forgotten=len(gone),
             )
+
+    def _note_what_xvrd_set(self) -> None:
+        """A state file from before xvrd noted the values it set (version 1), left by a
+        crash: every setting that differs from its original now is taken as xvrd's, which
+        is how that version restored. A domain unreadable now keeps nothing noted: its
+        settings are left as they are."""
+        for uuid, original in list(self.state.originals.items()):
+            try:
+                weight = self.backend.get_sched(uuid).weight
+                pinning = pinning_lists(self.backend.get_pinning(uuid))
+            except BackendUnavailable:
+                raise
+            except BackendError:
+                continue
+            self.state.originals[uuid] = original.model_copy(
+                update={
+                    "weight_set": weight if weight != original.weight else None,
+                    "pinning_set": pinning if pinning != original.pinning else None,
+                }
+            )
+        self.state.version = STATE_VERSION
 
     def _gone(self, uuid: str) -> bool:
         """The domain no longer runs, as the host says when asked for it by UUID. Not being
@@ -342,7 +373,11 @@ class Daemon:
             can_pin_dom0=self.host.supports_dom0_pinning,
             held=self.state.hold is not None,
             mode=self.settings.mode,
-            original_weights={u: o.weight for u, o in self.state.originals.items()},
+            original_weights={
+                d.uuid: o.weight
+                for d in obs.domains
+                if (o := self.state.originals.get(d.uuid)) is not None and o.weight_set == d.weight
+            },
         )
 
     def _dom0_pinned_by_host(self, obs: Observation) -> bool:
@@ -351,7 +386,7 @@ class Daemon:
         dom0 = obs.dom0()
         if dom0 is None or self.state.dom0_pin or not dom0.pinning.is_pinned(obs.cpu_ids):
             return False
-        original = self.actuator.original_pinning(dom0.uuid, obs.cpu_ids)
+        original = self.actuator.original_pinning(dom0.uuid, dom0.pinning, obs.cpu_ids)
         return original is None or original == dom0.pinning
 
     def _note_findings(self, findings: tuple[Finding, ...]) -> None:
@@ -624,9 +659,8 @@ class Daemon:
             with self._saved() as state:
                 state.dom0_pin = None
             for d in self.backend.list_domains():
-                target = self.actuator.original_pinning(d.uuid) or Pinning(
-                    (self.host.cpu_ids,) * d.vcpus
-                )
+                unpinned = Pinning((self.host.cpu_ids,) * d.vcpus)
+                target = self.actuator.original_pinning(d.uuid, unpinned) or unpinned
                 try:
                     self.actuator.set_pinning(d.uuid, d.name, target, "manual dom0 pinning removed")
                 except DomainGone:
@@ -711,11 +745,10 @@ class Daemon:
                 for d in obs.domains:
                     if d.uuid in self.state.overrides:
                         source = "manual"
-                    elif (
-                        d.uuid in self.state.originals
-                        and self.state.originals[d.uuid].weight != d.weight
+                    elif (o := self.state.originals.get(d.uuid)) and (
+                        o.weight_set == d.weight != o.weight
                     ):
-                        source = "auto"  # a pinning change alone leaves the weight untouched
+                        source = "auto"  # not of a domU xvrd only pinned, nor set by hand since
                     else:
                         source = "default"
                     domains.append(

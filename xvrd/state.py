@@ -19,7 +19,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-STATE_VERSION = 1
+#: 2: originals note what xvrd set since (`Original.weight_set`, `pinning_set`). A version 1
+#: file is still read; the daemon's reconcile fills those in from the host.
+STATE_VERSION = 2
+SUPPORTED_VERSIONS = (1, STATE_VERSION)
 
 
 class StateDirBusy(Exception):
@@ -41,12 +44,19 @@ CpuId = Annotated[int, Field(ge=0)]
 
 
 class Original(_Model):
-    """A domain's settings before xvrd changed any of them."""
+    """A domain's settings before xvrd changed any of them, and what xvrd set since.
+
+    A setting goes back only if xvrd changed it and the host still has what xvrd set: one
+    changed by hand meanwhile (`xl sched-credit`, `xl vcpu-pin`) is the operator's and stays.
+    """
 
     name: str
     weight: AnyWeight
     cap: int = Field(0, ge=0)
     pinning: list[list[CpuId]] = Field(default_factory=list)
+    # The weight and the affinity xvrd last set; None: xvrd has not changed that setting.
+    weight_set: AnyWeight | None = None
+    pinning_set: list[list[CpuId]] | None = None
 
 
 class Override(_Model):
@@ -98,8 +108,11 @@ class StateStore:
                 f"{self.path} is not a valid xvrd state file ({what}); "
                 "move it aside to start afresh (the originals it records will not be restored)"
             ) from None
-        if state.version != STATE_VERSION:
-            raise StateError(f"{self.path}: state version {state.version} is not supported")
+        if state.version not in SUPPORTED_VERSIONS:
+            raise StateError(
+                f"{self.path}: state version {state.version} is not supported (this xvrd "
+                f"reads {', '.join(map(str, SUPPORTED_VERSIONS))})"
+            )
         return state
 
     def save(self, state: PersistedState) -> None:

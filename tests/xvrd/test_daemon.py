@@ -608,6 +608,141 @@ def test_a_restart_forgets_only_the_originals_of_domains_that_are_gone(
     assert weight(backend, "dom1") == 256
 
 
+def uuid_of(backend: SimulatorBackend, name: str) -> str:
+    return next(d.uuid for d in backend.host.domains() if d.name == name)
+
+
+def test_settings_changed_by_hand_since_xvrd_set_them_are_left_at_stop(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """Put back only what xvrd changed and the host still has as xvrd set it: a weight on a
+    domU xvrd only pinned, or one an operator set over xvrd's, or a pinning set by hand, is
+    the operator's."""
+    daemon = Daemon(settings, backend)
+    daemon.actuator.set_weight(DOM0_UUID, "Domain-0", 4096, "the policy's, say")
+    daemon.pin_dom0(frozenset({0}))
+    host = backend.host
+    dom1, dom2, dom3 = (host.domain(i).domid for i in (1, 2, 3))
+    host.set_weight(dom1, 1024)  # xl sched-credit -d dom1 -w 1024: xvrd only pinned dom1
+    host.set_weight(0, 512)  # over xvrd's 4096
+    host.set_pinning(dom2, [frozenset({0, 1})])  # xl vcpu-pin: over xvrd's pinning
+    ticks(daemon, backend, 1)
+    sources = {d["name"]: d["weight_source"] for d in daemon.status()["domains"]}
+    assert (sources["dom1"], sources["Domain-0"]) == ("default", "default")
+    host.set_weight(0, 4096)  # the operator came round to xvrd's: xvrd's again
+    ticks(daemon, backend, 1)
+    assert daemon.status()["domains"][0]["weight_source"] == "auto"
+    host.set_weight(0, 512)
+    host.set_pinning(dom2, [frozenset({0, 1})])
+    daemon.state.dom0_pin = None  # the manual pinning would hold dom2 off CPU 0 again
+    daemon.shutdown()
+    assert [weight(backend, n) for n in ("Domain-0", "dom1")] == [512, 1024]
+    assert host.domain(dom2).pinning == (frozenset({0, 1}),)
+    assert host.domain(dom3).pinning == (frozenset({0, 1}),)  # xvrd's: put back
+    assert host.domain(0).pinning == (frozenset({0, 1}),)
+
+
+def test_a_domu_weight_set_by_hand_after_a_crash_is_not_taken_as_a_raise(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    crashed = Daemon(settings, backend, AdaptivePolicy())
+    crashed.reconcile()
+    uuid = uuid_of(backend, "dom3")
+    crashed.actuator.set_weight(uuid, "dom3", 512, "crowded out: the crashed run's raise")
+    backend.host.set_weight(backend.host.domain(3).domid, 1024)  # then the operator's
+    again = Daemon(settings, backend, AdaptivePolicy())
+    again.reconcile()
+    for _ in range(30):
+        ticks(again, backend, 1)
+        assert weight(backend, "dom3") == 1024
+
+
+def test_a_change_the_host_refused_leaves_xvrds_earlier_one_to_put_back(
+    settings: Settings, backend: SimulatorBackend, mocker: Any
+) -> None:
+    from xvrd.backends.base import BackendError
+
+    daemon = Daemon(settings, backend)
+    daemon.actuator.set_weight(DOM0_UUID, "Domain-0", 2048, "test")
+    mocker.patch.object(backend, "set_weight", side_effect=BackendError("refused"))
+    with pytest.raises(BackendError):
+        daemon.actuator.set_weight(DOM0_UUID, "Domain-0", 4096, "test")
+    mocker.stopall()
+    assert daemon.state.originals[DOM0_UUID].weight_set == 2048
+    daemon.shutdown()
+    assert weight(backend, "Domain-0") == 256
+
+
+def test_an_original_pinning_is_fitted_to_the_vcpus_the_domain_has_now(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """A domU with fewer vCPUs than when its original was recorded (`xl vcpu-set`) still
+    gets its affinity back, for the vCPUs it has."""
+    daemon = Daemon(settings, backend)
+    daemon.pin_dom0(frozenset({0}))
+    daemon.state.dom0_pin = None
+    uuid = uuid_of(backend, "dom1")
+    recorded = daemon.state.originals[uuid]
+    assert recorded.pinning == [[0, 1]]
+    daemon.state.originals[uuid] = recorded.model_copy(
+        update={"pinning": [[0, 1], [0]], "pinning_set": [[1], [1]]}
+    )
+    assert "restored" in daemon.restore()
+    assert backend.host.domain(1).pinning == (frozenset({0, 1}),)
+    assert uuid not in daemon.state.originals
+
+
+def test_what_the_host_made_of_a_pinning_is_what_a_stop_recognises_as_xvrds(
+    settings: Settings, backend: SimulatorBackend, mocker: Any
+) -> None:
+    """A host may narrow an affinity (QEMU's cpuset does): a stop still puts it back."""
+    set_pinning = backend.set_pinning
+    narrowed = frozenset({1})
+
+    def narrowing(uuid: str, pinning: Pinning) -> None:
+        set_pinning(uuid, Pinning(tuple(c & narrowed or c for c in pinning.vcpus)))
+
+    mocker.patch.object(backend, "set_pinning", side_effect=narrowing)
+    daemon = Daemon(settings, backend)
+    uuid = uuid_of(backend, "dom1")
+    daemon.actuator.set_pinning(uuid, "dom1", Pinning((frozenset({0}),)), "test")
+    daemon.actuator.set_pinning(uuid, "dom1", Pinning((frozenset({0, 1}),)), "test")
+    assert backend.host.domain(1).pinning == (narrowed,)
+    mocker.stopall()
+    daemon.shutdown()
+    assert backend.host.domain(1).pinning == (frozenset({0, 1}),)
+
+
+def test_a_state_file_of_version_1_is_read_and_its_changes_put_back(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """Written before xvrd noted what it set, by a run that crashed: what differs from the
+    originals is taken as that run's, as it would have restored it."""
+    dom1 = uuid_of(backend, "dom1")
+    settings.state_dir.mkdir(parents=True)
+    unpinned = [[0, 1]]
+    v1 = {
+        "version": 1,
+        "boot_id": None,
+        "originals": {
+            DOM0_UUID: {"name": "Domain-0", "weight": 256, "cap": 0, "pinning": unpinned},
+            dom1: {"name": "dom1", "weight": 256, "cap": 0, "pinning": unpinned},
+        },
+    }
+    (settings.state_dir / "state.json").write_text(json.dumps(v1))
+    backend.host.set_weight(0, 3000)
+    backend.host.set_pinning(backend.host.domain(1).domid, [frozenset({1})])
+    daemon = Daemon(settings, backend)
+    daemon.reconcile()
+    saved = json.loads((settings.state_dir / "state.json").read_text())
+    assert saved["version"] == 2
+    assert saved["originals"][DOM0_UUID]["weight_set"] == 3000
+    assert saved["originals"][dom1]["pinning_set"] == [[1]]
+    daemon.shutdown()
+    assert weight(backend, "Domain-0") == 256
+    assert backend.host.domain(1).pinning == (frozenset({0, 1}),)
+
+
 def test_a_domu_raise_left_by_a_crashed_run_is_given_back(
     settings: Settings, backend: SimulatorBackend
 ) -> None:

@@ -53,8 +53,9 @@ class PolicyContext:
     can_pin_dom0: bool = True
     held: bool = False
     mode: str = "auto"  # "advise": decide and report, change nothing
-    # Weights before xvrd changed them (UUID -> weight), from the state file: what survives
-    # a crash of the daemon, unlike the policy's own memory.
+    # Weights before xvrd changed them (UUID -> weight), from the state file, of the domains
+    # that still have the weight xvrd set (not one set by hand since): what survives a crash
+    # of the daemon, unlike the policy's own memory.
     original_weights: Mapping[str, int] = field(default_factory=dict)
     # dom0 is pinned, and not by xvrd: the host's own affinity (Xen's dom0_vcpus_pin at
     # boot, an operator's xl vcpu-pin). The policy neither unpins it nor moves domUs for it.
