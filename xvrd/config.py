@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     link_mbps: float = Field(1000.0, gt=0, le=1_000_000)
     """Line rate of the host's uplink, for efficiency (aggregate / what the link carries)."""
 
-    network_active_mbps: float = Field(0.5, gt=0)
+    network_active_mbps: float = Field(0.5, gt=0, le=1_000_000)
     """A domU moving at least this much (rx or tx) counts as network-active."""
 
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -88,6 +88,15 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level logged."""
+
+    @field_validator("scenario", "socket_path", "state_dir", mode="before")
+    @classmethod
+    def _path(cls, value: object) -> object:
+        # An empty path would mean the current directory: the state written wherever the
+        # daemon happened to start.
+        if value == "":
+            raise ValueError("must be a path, not empty")
+        return value
 
     @field_validator("socket_group", "admin_group")
     @classmethod
@@ -131,20 +140,66 @@ def _config_file(path: Path | None) -> tuple[Path | None, dict[str, Any]]:
     explicit = path is not None or "XVRD_CONFIG" in os.environ
     if path is None:
         path = Path(os.environ.get("XVRD_CONFIG", DEFAULT_CONFIG_PATH))
-    if not path.exists():
+    try:
+        # exists() raises, rather than answering, for a directory it may not search
+        exists, regular = path.exists(), path.is_file()
+        text = path.read_text(encoding="utf-8") if regular else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if not exists:
         if explicit:
             raise ConfigError(
                 f"config file {path} does not exist (given with --config or XVRD_CONFIG)"
             )
         return None, {}
-    if not path.is_file():
+    if not regular:
         raise ConfigError(f"config file {path} is not a regular file")
     try:
-        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+        table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return path, table
+
+
+#: Paths are strings in TOML, whatever type the setting has in Python.
+_PATH_KEYS = frozenset({"scenario", "socket_path", "state_dir"})
+
+
+def _check_types(table: dict[str, Any], path: Path) -> None:
+    """TOML has types: a file's ``interval_s = true`` or ``restore_on_exit = "no"`` is a
+    mistake to refuse, not a value to convert as an environment variable's text is."""
+    problems = []
+    for key, value in table.items():
+        field = Settings.model_fields.get(key)
+        if field is None:
+            continue  # refused with the rest, naming the key
+        expected = str if key in _PATH_KEYS else field.annotation
+        try:
+            TypeAdapter[Any](expected or object).validate_python(value, strict=True)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"]
+            problems.append(f"{path}: {key}: {msg} (got {value!r})")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+#: ``XVRD_*`` variables that are not settings: the config file, and the build's and the
+#: tests' own switches.
+_OTHER_VARIABLES = frozenset({"XVRD_CONFIG", "XVRD_PURE_PYTHON", "XVRD_GUEST_CACHE"})
+
+
+def _check_variables() -> None:
+    """A misspelt ``XVRD_MOD=advise`` would otherwise be ignored, the daemon acting on the
+    host when its operator meant it to only advise."""
+    known = {f"XVRD_{name.upper()}" for name in Settings.model_fields} | _OTHER_VARIABLES
+    unknown = sorted(
+        n for n in os.environ if n.upper().startswith("XVRD_") and n.upper() not in known
+    )
+    if unknown:
+        raise ConfigError(
+            f"{', '.join(unknown)}: not an xvrd setting (the settings: "
+            f"{', '.join(sorted(f'XVRD_{n.upper()}' for n in Settings.model_fields))})"
+        )
 
 
 def configured_socket_path(path: Path | None = None) -> Path | None:
@@ -203,7 +258,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
 
     ``overrides`` are command-line values; None values are ignored.
     """
-    toml_path, _ = _config_file(path)
+    toml_path, table = _config_file(path)
+    if toml_path is not None:
+        _check_types(table, toml_path)
+    _check_variables()
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         loaded = _sourced(env=True, toml_path=toml_path)(**given)

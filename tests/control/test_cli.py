@@ -144,6 +144,8 @@ def test_a_refusal_exits_1_with_the_daemons_message(
         (["hold", "--reason", "r" * 201], "argument --reason: a reason is at most 200"),
         (["status", "--watch", "0"], "argument --watch: '0' is not a number of seconds"),
         (["set-weight", "web1"], "the following arguments are required: WEIGHT"),
+        (["status", "--socket", ""], "argument --socket: must be a path, not empty"),
+        (["status", "--config", ""], "argument --config: must be a path, not empty"),
     ],
 )
 def test_bad_input_is_a_usage_error_and_nothing_is_sent(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,46 @@ def test_bad_value_names_the_key_and_what_is_accepted(
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("interval_s = true", "interval_s: Input should be a valid number (got True)"),
+        ("restore_on_exit = 'no'", "restore_on_exit: Input should be a valid boolean (got 'no')"),
+        ("seed = true", "seed: Input should be a valid integer (got True)"),
+        ("link_mbps = '1e3'", "link_mbps: Input should be a valid number (got '1e3')"),
+        ("state_dir = 5", "state_dir: Input should be a valid string (got 5)"),
+        ("network_active_mbps = inf", "network_active_mbps: Input should be less than or equal"),
+        ("state_dir = ''", "state_dir: must be a path, not empty"),
+    ],
+)
+def test_a_file_value_of_the_wrong_type_is_refused_not_converted(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """TOML has types: unlike an environment variable's text, a file's true is no number."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(write(tmp_path, text))
+
+
+def test_a_misspelt_or_empty_variable_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "")
+    monkeypatch.setenv("XVRD_MOD", "advise")
+    with pytest.raises(ConfigError, match=r"^XVRD_MOD: not an xvrd setting \(the settings: "):
+        load_settings(path)
+    monkeypatch.delenv("XVRD_MOD")
+    monkeypatch.setenv("XVRD_STATE_DIR", "")
+    with pytest.raises(ConfigError, match="XVRD_STATE_DIR: state_dir: must be a path, not empty"):
+        load_settings(path)
+
+
+def test_a_config_file_that_cannot_be_reached_is_an_error(tmp_path: Path) -> None:
+    """Not a traceback: Path.exists() raises for a path it cannot look up (a directory
+    it may not search, a name too long)."""
+    with pytest.raises(ConfigError, match=r"cannot read: .*File name too long"):
+        load_settings(tmp_path / ("x" * 300))
 
 
 def test_missing_explicit_file_and_broken_toml_are_errors(tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TextIO
 
+from xvrd.commands import path_argument
 from xvrd.config import DEFAULT_CONFIG_PATH, ConfigError, configured_socket_path
 from xvrd.control import protocol
 from xvrd.control.api import ControlError
@@ -109,6 +109,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common.add_argument(
         "--socket",
         metavar="PATH",
+        type=path_argument,
         default=None,
         help=(
             f"the daemon's control socket (default: ${SOCKET_PATH_ENV}, else the config "
@@ -118,7 +119,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common.add_argument(
         "--config",
         metavar="PATH",
-        type=Path,
+        type=path_argument,
         default=None,
         help=f"the daemon's config file, read for socket_path (default: $XVRD_CONFIG or "
         f"{DEFAULT_CONFIG_PATH} if it exists)",
@@ -191,7 +192,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def socket_path(args: argparse.Namespace) -> str:
     """--socket, else $XVRD_SOCKET_PATH, else the config file's socket_path, else the default:
     the daemon's own precedence, so both ends agree on where the socket is."""
-    if args.socket:
+    if args.socket is not None:
         return str(args.socket)
     from_env = os.environ.get(SOCKET_PATH_ENV)
     if from_env:

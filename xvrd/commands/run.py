@@ -25,6 +25,7 @@ import structlog
 
 from xvrd.backends.base import BackendError, BackendUnavailable, Unsupported
 from xvrd.backends.factory import make_backend
+from xvrd.commands import path_argument
 from xvrd.config import ConfigError, Settings, load_settings
 from xvrd.daemon import Daemon
 from xvrd.exits import EX_CONFIG, EX_UNAVAILABLE
@@ -44,15 +45,15 @@ def register(sub: Any) -> None:
         description="Run the xvrd daemon: sample the host every interval, apply the policy, "
         "serve the control socket. Flags override the config file and XVRD_* variables.",
     )
-    p.add_argument("--config", type=Path, help="config file (default /etc/xvrd/xvrd.toml)")
+    p.add_argument("--config", type=path_argument, help="config file (default /etc/xvrd/xvrd.toml)")
     p.add_argument("--backend", choices=["libvirt", "simulator"], help="libvirt or simulator")
     p.add_argument("--uri", dest="libvirt_uri", help="libvirt URI (default xen:///system)")
-    p.add_argument("--scenario", type=Path, help="simulator backend: scenario file")
+    p.add_argument("--scenario", type=path_argument, help="simulator backend: scenario file")
     p.add_argument("--speed", type=float, help="simulator backend: simulated s per wall s")
     p.add_argument("--seed", type=int, help="simulator backend: random seed")
     p.add_argument("--interval", dest="interval_s", type=float, help="seconds between ticks")
-    p.add_argument("--socket", dest="socket_path", type=Path, help="control socket path")
-    p.add_argument("--state-dir", type=Path, help="directory for persisted state")
+    p.add_argument("--socket", dest="socket_path", type=path_argument, help="control socket path")
+    p.add_argument("--state-dir", type=path_argument, help="directory for persisted state")
     p.add_argument("--policy", choices=["adaptive", "noop"], help="adaptive or noop")
     p.add_argument("--mode", choices=["auto", "advise"], help="apply changes, or only report")
     p.add_argument("--log-format", choices=["auto", "json", "console"])
