@@ -28,6 +28,11 @@ DEFAULT_CONFIG_PATH = Path("/etc/xvrd/xvrd.toml")
 FRAME_BYTES_PER_WIRE_BYTE = 1514 / 1538
 
 
+def frame_mbps(link_mbps: float) -> float:
+    """What a link of ``link_mbps`` carries as vifs count it (frame bytes), for efficiency."""
+    return link_mbps * FRAME_BYTES_PER_WIRE_BYTE
+
+
 class ConfigError(Exception):
     """Bad or unreadable configuration; the message names the key and what is accepted."""
 
@@ -78,7 +83,8 @@ class Settings(BaseSettings):
     since)."""
 
     link_mbps: float = Field(1000.0, gt=0, le=1_000_000)
-    """Line rate of the host's uplink, for efficiency (aggregate / what the link carries)."""
+    """Line rate of the host's uplink, for efficiency (aggregate / what the link carries).
+    The simulator backend uses its scenario's NIC speed instead."""
 
     network_active_mbps: float = Field(0.5, gt=0, le=1_000_000)
     """A domU moving at least this much (rx or tx) counts as network-active."""
@@ -104,11 +110,6 @@ class Settings(BaseSettings):
         if value and not all(c.isalnum() or c in "._-" for c in value):
             raise ValueError("must be a group name (letters, digits, '.', '_', '-') or empty")
         return value
-
-    @property
-    def link_frame_mbps(self) -> float:
-        """What the uplink carries as vifs count it (frame bytes), for efficiency."""
-        return self.link_mbps * FRAME_BYTES_PER_WIRE_BYTE
 
 
 def _format(exc: ValidationError, given: dict[str, Any], toml_path: Path | None) -> str:

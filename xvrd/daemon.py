@@ -35,7 +35,7 @@ from xvrd.backends.base import (
     Pinning,
     Unsupported,
 )
-from xvrd.config import Settings
+from xvrd.config import Settings, frame_mbps
 from xvrd.control.api import PROTOCOL_VERSION, ControlError
 from xvrd.control.protocol import format_cpu_list
 from xvrd.policy.base import (
@@ -266,7 +266,9 @@ class Daemon:
                 self.assessment = None
                 return obs
             assessment = assess(
-                obs, self.settings.link_frame_mbps, self.settings.network_active_mbps
+                obs,
+                frame_mbps(self.host.link_mbps or self.settings.link_mbps),
+                self.settings.network_active_mbps,
             )
             context = self._context(obs)
             decision = self.policy.decide(obs, assessment, context, self.policy_state)

@@ -380,6 +380,26 @@ def test_status_shows_an_operator_change_at_once(
     assert row["weight_source"] == "manual"
 
 
+def test_a_simulated_host_is_measured_against_its_own_link(settings: Settings) -> None:
+    """Not the config's link_mbps: a 100 Mb/s host carrying 100 Mb/s is no collapse."""
+    from simulator.scenario import parse_scenario
+
+    scenario = parse_scenario(
+        {
+            "name": "slow-link",
+            "host": {"link_mbps": 100},
+            "domains": [{"name": "dom", "count": 2, "workload": "receive"}],
+        },
+        "test",
+    )
+    backend = SimulatorBackend.from_scenario(scenario, speed=None)
+    daemon = Daemon(settings, backend, WantsDom0At(256))
+    ticks(daemon, backend, 3)
+    assert daemon.assessment is not None
+    assert 0.9 < daemon.assessment.efficiency < 1.05  # full, give or take a sample's edge
+    assert daemon.assessment.link_mbps < 100
+
+
 def test_manual_dom0_pinning_holds_for_domus_that_join_later(settings: Settings) -> None:
     """pin-dom0 promises domUs kept off dom0's CPUs: a domU started after it is moved off
     them at the next tick, and removing a domU's manual weight does not put it back on."""

@@ -76,6 +76,9 @@ class HostInfo:
     # Changes with every boot of the host; "" when unknown. xvrd's settings are live only,
     # so a reboot puts every original back by itself: originals from another boot are stale.
     boot_id: str = ""
+    # The line rate of each NIC in Mb/s where the backend knows it (a simulated host, from
+    # its scenario); None for libvirt, which does not: the config's link_mbps then.
+    link_mbps: float | None = None
 
     @property
     def cpus(self) -> int:

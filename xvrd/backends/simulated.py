@@ -80,6 +80,7 @@ class SimulatorBackend:
             supports_cap=True,
             supports_dom0_pinning=True,
             boot_id=self.host.boot_id,
+            link_mbps=self.host.scenario.host.link_mbps,
         )
 
     def list_domains(self) -> list[Domain]:
