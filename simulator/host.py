@@ -17,7 +17,14 @@ from simulator.credit import CreditScheduler, Domain, Guest
 from simulator.engine import NS_PER_MS, NS_PER_S, Engine
 from simulator.netback import Dom0Netback
 from simulator.network import Nic, Vif
-from simulator.scenario import NETWORK_WORKLOADS, PhaseSpec, Scenario, WorkloadSpec, moment_ns
+from simulator.scenario import (
+    DOM0_NAME,
+    NETWORK_WORKLOADS,
+    PhaseSpec,
+    Scenario,
+    WorkloadSpec,
+    moment_ns,
+)
 from simulator.tcp import ACK, DATA, PAYLOAD_BYTES, Chunk, Flow
 from simulator.workloads import Burner, DomUNet, Idle, Remote
 from xvrd.backends.base import VifCounters
@@ -97,7 +104,7 @@ class SimulatedHost:
         # partials and bound methods, which run without a Python frame of their own.
         self.netback.wake_self = partial(self.sched.wake, v0)
         self.netback.preempt_pending = v0.resched_pending
-        rec = _Live(0, "Domain-0", DOM0_UUID, 0, dom0)
+        rec = _Live(0, DOM0_NAME, DOM0_UUID, 0, dom0)
         rec.guest = self.netback
         rec.workload = "dom0"
         self._live[0] = rec

@@ -174,6 +174,8 @@ class Scenario(_Strict):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"domains: names must be unique ({', '.join(map(repr, twice))} twice)")
+        if DOM0_NAME in names:
+            raise ValueError(f"domains: {DOM0_NAME!r} is dom0's name; the host has its own dom0")
         cpus = range(self.host.pcpus)
         for i, d in enumerate(self.domains):
             if d.pinning is not None and (not d.pinning or any(c not in cpus for c in d.pinning)):
@@ -254,6 +256,10 @@ class Scenario(_Strict):
 
     def domain_names(self) -> list[str]:
         return [name for d in self.domains for name in d.names()]
+
+
+#: The name Xen gives dom0, which every simulated host has: no domU may take it.
+DOM0_NAME = "Domain-0"
 
 
 def moment_ns(seconds: float) -> int:

@@ -64,6 +64,7 @@ def test_shipped_scenario_is_valid(path: Path) -> None:
         ({}, "domains: at least one domU is needed"),
         ({"name": "", "domains": [{}]}, "name: String should have at least 1 character"),
         ({"domains": [{"name": "a"}, {"name": "a"}]}, "domains: names must be unique ('a' twice)"),
+        ({"domains": [{"name": "Domain-0"}]}, "domains: 'Domain-0' is dom0's name"),
     ],
 )
 def test_bad_scenario_names_the_field(data: dict[str, object], message: str) -> None:
