@@ -497,7 +497,7 @@ class Daemon:
             domid = None
         found = (
             next((d for d in domains if d.name == domain), None)
-            or next((d for d in domains if d.uuid == domain), None)
+            or next((d for d in domains if d.uuid == domain.lower()), None)
             or next((d for d in domains if d.domid == domid), None)
         )
         if found is not None:
@@ -674,7 +674,14 @@ class Daemon:
 
     def hold(self, reason: str) -> str:
         with self.lock:
-            self.state.hold = Hold(reason=reason, since=now_iso())
+            held = self.state.hold
+            if held is not None and (not reason or reason == held.reason):
+                # a second `xvrd hold` keeps the first's reason and time
+                return f"already held since {held.since}" + (
+                    f": {held.reason}" if held.reason else ""
+                )
+            since = held.since if held is not None else now_iso()
+            self.state.hold = Hold(reason=reason, since=since)
             try:
                 self.store.save(self.state)
             except StateError as exc:

@@ -167,7 +167,7 @@ def test_overrides_through_the_cli_then_sigterm_puts_everything_back(
     code, out, _ = xvrd(capsys, "status", *sock)
     assert code == 0
     assert "HELD" in out
-    assert "dom0 pinned 0" in out
+    assert "manual dom0 pin 0" in out
 
     assert running.stop() == 0
     [stopped] = running.events("stopped")

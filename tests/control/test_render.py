@@ -22,7 +22,7 @@ def test_a_full_status_shows_every_part() -> None:
     assert (
         "scheduler  credit    CPUs 0-1    interval 2 s    last tick 0.4 s ago    ticks 7" in table
     )
-    assert "mode       auto    hold no    dom0 pinned -" in table
+    assert "mode       auto    hold no    manual dom0 pin -" in table
     assert row(table, "Domain-0") == [
         "Domain-0",
         "0",
@@ -78,7 +78,7 @@ def test_hold_disconnection_and_dom0_pinning_are_prominent() -> None:
     table = render_status(status)
     assert "hold HELD since 06:00: kernel upgrade" in table
     assert "DISCONNECTED: libvirtd: connection refused" in table
-    assert "dom0 pinned 0-1" in table
+    assert "manual dom0 pin 0-1" in table
 
 
 @pytest.mark.parametrize(

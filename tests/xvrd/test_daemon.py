@@ -96,6 +96,30 @@ def test_status_document_has_every_documented_field(
     assert 0 < status["jain"] <= 1
 
 
+def test_a_second_hold_keeps_the_first_ones_reason_and_time(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    daemon = Daemon(settings, backend)
+    daemon.hold("kernel upgrade")
+    since = daemon.status()["hold"]["since"]
+    assert daemon.hold("") == f"already held since {since}: kernel upgrade"
+    assert daemon.status()["hold"]["reason"] == "kernel upgrade"
+    assert daemon.hold("disk swap") == "automatic changes held: disk swap"
+    assert (daemon.status()["hold"]["reason"], daemon.status()["hold"]["since"]) == (
+        "disk swap",
+        since,
+    )
+
+
+def test_a_domain_is_found_by_its_uuid_in_either_case(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """UUIDs are case-insensitive; dmidecode in a guest prints them in capitals."""
+    daemon = Daemon(settings, backend)
+    daemon.set_weight(uuid_of(backend, "dom2").upper(), 300)
+    assert weight(backend, "dom2") == 300
+
+
 def test_hold_advise_and_overrides_block_the_policy(
     settings: Settings, backend: SimulatorBackend
 ) -> None:

@@ -69,7 +69,8 @@ def _header(status: dict[str, Any], host_cpus: frozenset[int] | None) -> list[st
         f"    interval {_num(status.get('interval_s'), 'g', ' s')}"
         f"    last tick {tick}    ticks {_text(status.get('ticks'))}",
         f"mode       {_text(status.get('mode'))}    hold {held}"
-        f"    dom0 pinned {format_cpu_list(status.get('dom0_pin'))}",
+        # the operator's pin-dom0 only: the policy's pinning shows in the table
+        f"    manual dom0 pin {format_cpu_list(status.get('dom0_pin'))}",
     ]
 
 
