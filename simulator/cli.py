@@ -128,14 +128,26 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--workload",
         choices=["send", "receive", "forward"],
-        help="the report's experiment: one greedy TCP flow per domU",
+        help="the report's experiment: one greedy TCP flow per domU (default receive)",
     )
-    p.add_argument("--domus", type=_int_in(1, 1024), default=None, help="number of domUs")
+    p.add_argument(
+        "--domus", type=_int_in(1, 1024), default=None, help="number of domUs (default 8)"
+    )
     p.add_argument("--dom0-weight", type=_int_in(1, 65535), help="dom0's credit weight")
     p.add_argument("--domu-weight", type=_int_in(1, 65535), help="every domU's credit weight")
     p.add_argument("--pcpus", type=_int_in(1, 256), help="physical CPUs")
-    p.add_argument("--duration", type=_positive_float, help="simulated seconds measured")
-    p.add_argument("--warmup", type=_non_negative_float, help="simulated seconds before")
+    p.add_argument(
+        "--duration",
+        type=_positive_float,
+        help="simulated seconds measured (default: the scenario's, 20 for --workload; "
+        "calibrate: 10 per cell)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=_non_negative_float,
+        help="simulated seconds before (default: the scenario's, 5 for --workload; "
+        "calibrate: 3 per cell)",
+    )
     p.add_argument("--seed", type=_int_in(0, SEED_MAX), help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(

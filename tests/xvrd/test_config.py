@@ -135,3 +135,17 @@ def test_error_names_where_the_bad_value_came_from(
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, "interval_s = 0\n"))
     assert str(info.value).startswith(f"{tmp_path / 'xvrd.toml'}: interval_s: ")
+
+
+def test_every_run_flag_reaches_the_settings(tmp_path: Path) -> None:
+    """Each of `xvrd run`'s setting flags is passed on, over the file's value."""
+    from xvrd.cli import build_parser
+    from xvrd.commands.run import _settings
+
+    path = write(tmp_path, "log_level = 'debug'\nmode = 'auto'\ninterval_s = 5\n")
+    args = build_parser().parse_args(
+        ["run", "--config", str(path), "--log-level", "error", "--mode", "advise",
+         "--interval", "0.5"]
+    )  # fmt: skip
+    settings = _settings(args)
+    assert (settings.log_level, settings.mode, settings.interval_s) == ("error", "advise", 0.5)

@@ -26,7 +26,7 @@ import structlog
 from xvrd.backends.base import BackendError, BackendUnavailable, Unsupported
 from xvrd.backends.factory import make_backend
 from xvrd.commands import path_argument
-from xvrd.config import ConfigError, Settings, load_settings
+from xvrd.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
 from xvrd.daemon import Daemon
 from xvrd.exits import EX_CONFIG, EX_UNAVAILABLE
 from xvrd.logs import configure_logging
@@ -38,25 +38,71 @@ from xvrd.state import StateDirBusy, StateError, lock_state_dir
 log = structlog.get_logger("xvrd.run")
 
 
+_EPILOG = (
+    f"exit status: 0 stopped, settings put back; {EX_CONFIG} a bad configuration, scenario or "
+    "state file, or a host xvrd cannot tune (nothing on the host touched); "
+    f"{EX_UNAVAILABLE} the host unreachable at the start, or another xvrd running"
+)
+
+
+def _default(key: str) -> str:
+    """A setting's built-in default, as --help shows it."""
+    return f"default {Settings.model_fields[key].default}"
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "run",
         help="run the daemon (or one tick with --once)",
         description="Run the xvrd daemon: sample the host every interval, apply the policy, "
         "serve the control socket. Flags override the config file and XVRD_* variables.",
+        epilog=_EPILOG,
     )
-    p.add_argument("--config", type=path_argument, help="config file (default /etc/xvrd/xvrd.toml)")
-    p.add_argument("--backend", choices=["libvirt", "simulator"], help="libvirt or simulator")
-    p.add_argument("--uri", dest="libvirt_uri", help="libvirt URI (default xen:///system)")
+    p.add_argument(
+        "--config",
+        type=path_argument,
+        help=f"config file (default $XVRD_CONFIG, else {DEFAULT_CONFIG_PATH})",
+    )
+    p.add_argument("--backend", choices=["libvirt", "simulator"], help=_default("backend"))
+    p.add_argument("--uri", dest="libvirt_uri", help=f"libvirt URI ({_default('libvirt_uri')})")
     p.add_argument("--scenario", type=path_argument, help="simulator backend: scenario file")
-    p.add_argument("--speed", type=float, help="simulator backend: simulated s per wall s")
-    p.add_argument("--seed", type=int, help="simulator backend: random seed")
-    p.add_argument("--interval", dest="interval_s", type=float, help="seconds between ticks")
-    p.add_argument("--socket", dest="socket_path", type=path_argument, help="control socket path")
-    p.add_argument("--state-dir", type=path_argument, help="directory for persisted state")
-    p.add_argument("--policy", choices=["adaptive", "noop"], help="adaptive or noop")
-    p.add_argument("--mode", choices=["auto", "advise"], help="apply changes, or only report")
-    p.add_argument("--log-format", choices=["auto", "json", "console"])
+    p.add_argument(
+        "--speed",
+        type=float,
+        help=f"simulator backend: simulated s per wall s ({_default('speed')})",
+    )
+    p.add_argument("--seed", type=int, help=f"simulator backend: random seed ({_default('seed')})")
+    p.add_argument(
+        "--interval",
+        dest="interval_s",
+        type=float,
+        help=f"seconds between ticks, 0.1 to 3600 ({_default('interval_s')})",
+    )
+    p.add_argument(
+        "--socket",
+        dest="socket_path",
+        type=path_argument,
+        help=f"control socket path ({_default('socket_path')})",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=path_argument,
+        help=f"directory for persisted state ({_default('state_dir')})",
+    )
+    p.add_argument("--policy", choices=["adaptive", "noop"], help=_default("policy"))
+    p.add_argument(
+        "--mode",
+        choices=["auto", "advise"],
+        help=f"apply changes, or only report ({_default('mode')})",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help=f"auto: console on a terminal, else json ({_default('log_format')})",
+    )
+    p.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help=_default("log_level")
+    )
     p.add_argument(
         "--once",
         action="store_true",
@@ -70,7 +116,7 @@ def register(sub: Any) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     keys = (
         "backend", "libvirt_uri", "scenario", "speed", "seed", "interval_s",
-        "socket_path", "state_dir", "policy", "mode", "log_format",
+        "socket_path", "state_dir", "policy", "mode", "log_format", "log_level",
     )  # fmt: skip
     return load_settings(args.config, **{k: getattr(args, k) for k in keys})
 
