@@ -25,7 +25,7 @@ from xvrd.backends.base import (
     Pinning,
     WeightRange,
 )
-from xvrd.state import Original, PersistedState, StateError, StateStore, now_iso
+from xvrd.state import VALUES_NOTED, Original, PersistedState, StateError, StateStore, now_iso
 
 log = structlog.get_logger("xvrd.actuator")
 
@@ -114,8 +114,45 @@ class Actuator:
         """Record (and persist) a domain's current settings unless already recorded."""
         original = self.state.originals.get(uuid)
         if original is None:
-            self._note(uuid, name)
-            original = self.state.originals[uuid]
+            original = self._note(uuid, name)
+        return original
+
+    def _note(
+        self,
+        uuid: str,
+        name: str,
+        *,
+        weight: tuple[int, int] | None = None,
+        pinning: tuple[Pinning, Pinning] | None = None,
+    ) -> Original:
+        """Persist the value xvrd is about to set, ``(now, new)`` for a weight or a
+        pinning, the domain's originals first. Noted before the change and kept whatever
+        the host answers, with the values xvrd set before: a change that failed, or that a
+        crash cut short, leaves the host at one of them, and a stop still puts it back.
+
+        A value the host has now that is neither the original nor one xvrd set is the
+        operator's, set by hand since: it becomes the original, what a stop puts back."""
+        original = self.state.originals.get(uuid)
+        before = original
+        if original is None:
+            sched = self.backend.get_sched(uuid)
+            current = pinning_lists(self.backend.get_pinning(uuid))
+            original = Original(name=name, weight=sched.weight, cap=sched.cap, pinning=current)
+        if weight is not None:
+            now, new = weight
+            if now != original.weight and not original.owns_weight(now):
+                original = original.model_copy(update={"weight": now, "weights_set": []})
+            noted = [w for w in original.weights_set if w != new][1 - VALUES_NOTED :]
+            original = original.model_copy(update={"weights_set": [*noted, new]})
+        if pinning is not None:
+            original = _noted_pinning(original, *pinning)
+        self.state.originals[uuid] = original
+        try:
+            self.store.save(self.state)
+        except StateError:
+            # No change without its original on disk: a crash would lose what to put back.
+            self._put_record(uuid, before)
+            raise
         return original
 
     def _put_record(self, uuid: str, record: Original | None) -> None:
@@ -124,38 +161,6 @@ class Actuator:
         else:
             self.state.originals[uuid] = record
 
-    def _note(self, uuid: str, name: str, **setting: object) -> Original | None:
-        """Persist what xvrd is about to set (``weight_set`` or ``pinning_set``), the
-        domain's originals first; returns the record as it was (None: there was none), for
-        `_unnote` if the host refuses. Noted before the change, not after: a crash in between
-        leaves noted a value the host does not have, so the setting is not put back (the
-        host has its original, or the value xvrd set before), where a change made and not
-        noted would pass for the operator's while it lasts."""
-        before = self.state.originals.get(uuid)
-        if before is None:
-            sched = self.backend.get_sched(uuid)
-            pinning = pinning_lists(self.backend.get_pinning(uuid))
-            original = Original(name=name, weight=sched.weight, cap=sched.cap, pinning=pinning)
-        else:
-            original = before
-        self.state.originals[uuid] = original.model_copy(update=setting)
-        try:
-            self.store.save(self.state)
-        except StateError:
-            # No change without its original on disk: a crash would lose what to put back.
-            self._put_record(uuid, before)
-            raise
-        return before
-
-    def _unnote(self, uuid: str, before: Original | None) -> None:
-        """The host refused the change `_note` recorded: what xvrd had set before is its
-        again (a failed save is logged: the next change saves it)."""
-        self._put_record(uuid, before)
-        try:
-            self.store.save(self.state)
-        except StateError as exc:
-            log.error("state not saved", error=str(exc))
-
     # ------------------------------------------------------------------ changes
     def set_weight(self, uuid: str, name: str, weight: int, reason: str) -> ActionRecord:
         """Set a weight (originals recorded first). Raises InvalidSetting out of range."""
@@ -163,20 +168,22 @@ class Actuator:
         if not wr.contains(weight):
             raise InvalidSetting(f"weight must be in [{wr.low}, {wr.high}], got {weight}")
         old = self.backend.get_sched(uuid).weight
+        change = (str(old), str(weight))
         if old == weight:
-            return self._record(name, "weight", (str(old), str(weight)), reason, applied=False)
+            original = self.state.originals.get(uuid)
+            if original is not None and old != original.weight and not original.owns_weight(old):
+                # asked for what the operator set by hand: xvrd's from now, over that original
+                self._note(uuid, name, weight=(old, weight))
+            return self._record(name, "weight", change, reason, applied=False)
         if self.dry_run:
-            return self.advise(name, "weight", str(old), str(weight), f"{reason} (dry run)")
-        before = self._note(uuid, name, weight_set=weight)
+            return self.advise(name, "weight", *change, f"{reason} (dry run)")
+        self._note(uuid, name, weight=(old, weight))
         try:
             self.backend.set_weight(uuid, weight)
         except BackendError as exc:
-            self._unnote(uuid, before)
-            self._record(
-                name, "weight", (str(old), str(weight)), reason, applied=False, error=str(exc)
-            )
+            self._record(name, "weight", change, reason, applied=False, error=str(exc))
             raise
-        return self._record(name, "weight", (str(old), str(weight)), reason, applied=True)
+        return self._record(name, "weight", change, reason, applied=True)
 
     def set_pinning(self, uuid: str, name: str, pinning: Pinning, reason: str) -> ActionRecord:
         old = self.backend.get_pinning(uuid)
@@ -185,19 +192,21 @@ class Actuator:
             return self._record(name, "pinning", change, reason, applied=False)
         if self.dry_run:
             return self.advise(name, "pinning", *change, f"{reason} (dry run)")
-        before = self._note(uuid, name, pinning_set=pinning_lists(pinning))
+        self._note(uuid, name, pinning=(old, pinning))
         try:
             self.backend.set_pinning(uuid, pinning)
         except BackendError as exc:
-            self._unnote(uuid, before)
             self._record(name, "pinning", change, reason, applied=False, error=str(exc))
             raise
         record = self._record(name, "pinning", change, reason, applied=True)
-        # What the host made of it (QEMU's cpuset narrows a thread's affinity) is what a
-        # restore must recognise as xvrd's.
-        held = self.backend.get_pinning(uuid)
-        if held != pinning:
-            self._note(uuid, name, pinning_set=pinning_lists(held))
+        try:
+            # What the host made of it (QEMU's cpuset narrows a thread's affinity) is what a
+            # restore must recognise as xvrd's.
+            held = self.backend.get_pinning(uuid)
+            if held != pinning:
+                self._note(uuid, name, pinning=(pinning, held))
+        except (BackendError, StateError) as exc:
+            log.warning("pinning set, but not read back", domain=name, error=str(exc))
         return record
 
     def advise(self, name: str, setting: str, old: str, new: str, reason: str) -> ActionRecord:
@@ -258,10 +267,10 @@ class Actuator:
             return []
         records: list[ActionRecord] = []
         try:
-            if original.weight_set is not None:
+            if original.weights_set or original.legacy:
                 weight = self.backend.get_sched(uuid).weight
-                if weight != original.weight_set:
-                    _left_by_hand(original, "weight", str(original.weight_set), str(weight))
+                if weight != original.weight and not original.owns_weight(weight):
+                    _left_by_hand(original, "weight", str(weight))
                 elif weight != original.weight:
                     self.backend.set_weight(uuid, original.weight)
                     change = (str(weight), str(original.weight))
@@ -270,23 +279,36 @@ class Actuator:
                     )
             # The cap is recorded, not restored: xvrd never sets one, so a cap that differs
             # now is an operator's (`xl sched-credit -c`), made while xvrd ran.
-            if original.pinning_set is not None:
-                current = self.backend.get_pinning(uuid)
-                pinning = self.original_pinning(uuid, current)
-                ours = Pinning(tuple(frozenset(c) for c in original.pinning_set))
-                # vCPUs removed since (`xl vcpu-set`) or added (not xvrd's) do not count
-                if any(a != b for a, b in zip(current.vcpus, ours.vcpus, strict=False)):
-                    _left_by_hand(original, "pinning", pinning_text(ours), pinning_text(current))
-                elif pinning is not None and current != pinning:
-                    self.backend.set_pinning(uuid, pinning)
-                    change = (pinning_text(current), pinning_text(pinning))
-                    records.append(
-                        self._record(original.name, "pinning", change, reason, applied=True)
-                    )
+            record = self.put_back_pinning(uuid, reason)
+            if record is not None:
+                records.append(record)
         except DomainGone:
             log.info("domain gone, nothing to restore", domain=original.name, uuid=uuid)
         del self.state.originals[uuid]
         return records
+
+    def put_back_pinning(self, uuid: str, reason: str) -> ActionRecord | None:
+        """Put a domain's original affinity back if the host still holds xvrd's, vCPU by
+        vCPU (one a restore cut short already put back counts as xvrd's): the change made,
+        or None. Saved by the caller."""
+        original = self.state.originals.get(uuid)
+        if original is None or not (original.pinnings_set or original.legacy):
+            return None
+        current = self.backend.get_pinning(uuid)
+        target = self.original_pinning(uuid, current)
+        if target is None or current == target:
+            return None
+        wanted = pinning_lists(target)
+        if not all(
+            cpus == wanted[i] or original.owns_vcpu(i, cpus)
+            for i, cpus in enumerate(pinning_lists(current))
+        ):
+            _left_by_hand(original, "pinning", pinning_text(current))
+            return None
+        self.backend.set_pinning(uuid, target)
+        self.state.originals[uuid] = original.model_copy(update={"pinnings_set": []})
+        change = (pinning_text(current), pinning_text(target))
+        return self._record(original.name, "pinning", change, reason, applied=True)
 
     def restore_all(self, reason: str) -> tuple[list[ActionRecord], list[str]]:
         """Put every recorded original back; returns what changed and the domains that could
@@ -310,11 +332,29 @@ class Actuator:
         return records, failed
 
 
-def _left_by_hand(original: Original, setting: str, xvrd_set: str, now: str) -> None:
+def _left_by_hand(original: Original, setting: str, now: str) -> None:
     log.info(
         "changed by hand since xvrd set it: left as it is",
         domain=original.name,
         setting=setting,
-        xvrd_set=xvrd_set,
         now=now,
     )
+
+
+def _noted_pinning(original: Original, now: Pinning, new: Pinning) -> Original:
+    """``original`` with ``new`` noted as an affinity xvrd set over ``now``. A vCPU of
+    ``now`` that is neither its original nor xvrd's was pinned by hand since: the operator's
+    affinity becomes the original. A vCPU added since (`xl vcpu-set`) gets its affinity
+    now as its original."""
+    current = pinning_lists(now)
+    recorded = original.pinning
+    if any(
+        i < len(recorded) and cpus != recorded[i] and not original.owns_vcpu(i, cpus)
+        for i, cpus in enumerate(current)
+    ):
+        original = original.model_copy(update={"pinning": current, "pinnings_set": []})
+    elif len(current) > len(recorded):
+        original = original.model_copy(update={"pinning": recorded + current[len(recorded) :]})
+    wanted = pinning_lists(new)
+    noted = [p for p in original.pinnings_set if p != wanted][1 - VALUES_NOTED :]
+    return original.model_copy(update={"pinnings_set": [*noted, wanted]})

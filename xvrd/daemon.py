@@ -12,7 +12,6 @@ experiments call it after advancing a simulated host by one interval. Same code 
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
 from collections import deque
@@ -50,7 +49,6 @@ from xvrd.policy.base import (
 from xvrd.ranges import parse_number
 from xvrd.sampler import DomainRates, Observation, Sampler
 from xvrd.state import (
-    STATE_VERSION,
     Hold,
     Override,
     PersistedState,
@@ -132,8 +130,6 @@ class Daemon:
             gone = [u for u in self.state.originals if u not in live and self._gone(u)]
             for uuid in gone:
                 del self.state.originals[uuid]
-            if self.state.version < STATE_VERSION:
-                self._note_what_xvrd_set()
             self._apply_overrides(live.values(), "manual override (restart)")
             if self.state.dom0_pin:
                 pin = frozenset(self.state.dom0_pin)
@@ -159,27 +155,6 @@ class Daemon:
                 held=self.state.hold is not None,
                 forgotten=len(gone),
             )
-
-    def _note_what_xvrd_set(self) -> None:
-        """A state file from before xvrd noted the values it set (version 1), left by a
-        crash: every setting that differs from its original now is taken as xvrd's, which
-        is how that version restored. A domain unreadable now keeps nothing noted: its
-        settings are left as they are."""
-        for uuid, original in list(self.state.originals.items()):
-            try:
-                weight = self.backend.get_sched(uuid).weight
-                pinning = pinning_lists(self.backend.get_pinning(uuid))
-            except BackendUnavailable:
-                raise
-            except BackendError:
-                continue
-            self.state.originals[uuid] = original.model_copy(
-                update={
-                    "weight_set": weight if weight != original.weight else None,
-                    "pinning_set": pinning if pinning != original.pinning else None,
-                }
-            )
-        self.state.version = STATE_VERSION
 
     def _gone(self, uuid: str) -> bool:
         """The domain no longer runs, as the host says when asked for it by UUID. Not being
@@ -217,10 +192,8 @@ class Daemon:
         through: the stop is the last chance to put the settings back before the next start.
         """
         for attempt in range(2):
-            if attempt or not self.connected:
-                self._retry_at = -math.inf
-                if not self._reconnect():
-                    break
+            if (attempt or not self.connected) and not self._connect_for_restore():
+                break
             try:
                 records, _ = self.actuator.restore_all("daemon stopping")
             except BackendUnavailable as exc:
@@ -237,6 +210,20 @@ class Daemon:
             kept=len(self.state.originals),
         )
         return []
+
+    def _connect_for_restore(self) -> bool:
+        """Connect again, without the reconcile a reconnect in the loop does: re-applying
+        overrides only to put them back, and failing on one domain, would stop the restore."""
+        reconnect = getattr(self.backend, "reconnect", None)
+        try:
+            if callable(reconnect):
+                reconnect()
+            self.host = self.backend.info()
+        except BackendError as exc:
+            self.last_error = str(exc)
+            return False
+        self.connected = True
+        return True
 
     # ------------------------------------------------------------------ the tick
     def tick(self) -> Observation | None:
@@ -378,7 +365,7 @@ class Daemon:
             original_weights={
                 d.uuid: o.weight
                 for d in obs.domains
-                if (o := self.state.originals.get(d.uuid)) is not None and o.weight_set == d.weight
+                if (o := self.state.originals.get(d.uuid)) is not None and o.owns_weight(d.weight)
             },
         )
 
@@ -660,13 +647,14 @@ class Daemon:
                 raise ControlError("not_found", "dom0 is not pinned by an override")
             with self._saved() as state:
                 state.dom0_pin = None
-            for d in self.backend.list_domains():
-                unpinned = Pinning((self.host.cpu_ids,) * d.vcpus)
-                target = self.actuator.original_pinning(d.uuid, unpinned) or unpinned
-                try:
-                    self.actuator.set_pinning(d.uuid, d.name, target, "manual dom0 pinning removed")
-                except DomainGone:
-                    continue
+            # Only what xvrd pinned and the host still holds: a domU it never touched, or
+            # one pinned by hand since, keeps its affinity.
+            try:
+                for d in self.backend.list_domains():
+                    with contextlib.suppress(DomainGone):
+                        self.actuator.put_back_pinning(d.uuid, "manual dom0 pinning removed")
+            finally:
+                self._save_quietly()
             log.info("dom0 unpinned")
             return "dom0 unpinned; original affinities back"
 
@@ -755,7 +743,7 @@ class Daemon:
                     if d.uuid in self.state.overrides:
                         source = "manual"
                     elif (o := self.state.originals.get(d.uuid)) and (
-                        o.weight_set == d.weight != o.weight
+                        d.weight != o.weight and o.owns_weight(d.weight)
                     ):
                         source = "auto"  # not of a domU xvrd only pinned, nor set by hand since
                     else:

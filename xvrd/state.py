@@ -17,12 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-#: 2: originals note what xvrd set since (`Original.weight_set`, `pinning_set`). A version 1
-#: file is still read; the daemon's reconcile fills those in from the host.
+#: 2: originals note the values xvrd set since (`Original.weights_set`, `pinnings_set`). A
+#: version 1 file is still read, its originals marked `legacy`.
 STATE_VERSION = 2
 SUPPORTED_VERSIONS = (1, STATE_VERSION)
+#: How many of the values xvrd set are noted per setting: the current one, the one before
+#: (a change that failed or was cut short by a crash may have left either) and a few more.
+VALUES_NOTED = 4
 
 
 class StateDirBusy(Exception):
@@ -44,19 +47,33 @@ CpuId = Annotated[int, Field(ge=0)]
 
 
 class Original(_Model):
-    """A domain's settings before xvrd changed any of them, and what xvrd set since.
+    """A domain's settings before xvrd changed any of them, and the values xvrd set since.
 
-    A setting goes back only if xvrd changed it and the host still has what xvrd set: one
-    changed by hand meanwhile (`xl sched-credit`, `xl vcpu-pin`) is the operator's and stays.
+    A setting goes back only while the host holds a value xvrd set: one changed by hand
+    meanwhile (`xl sched-credit`, `xl vcpu-pin`) is the operator's and stays.
     """
 
     name: str
     weight: AnyWeight
     cap: int = Field(0, ge=0)
     pinning: list[list[CpuId]] = Field(default_factory=list)
-    # The weight and the affinity xvrd last set; None: xvrd has not changed that setting.
-    weight_set: AnyWeight | None = None
-    pinning_set: list[list[CpuId]] | None = None
+    # The last weights and affinities xvrd set, oldest first; empty: it has not changed that
+    # setting.
+    weights_set: list[AnyWeight] = Field(default_factory=list)
+    pinnings_set: list[list[list[CpuId]]] = Field(default_factory=list)
+    # Recorded by a version 1 xvrd, which noted no values: whatever differs from the
+    # original is taken as xvrd's, as that version took it.
+    legacy: bool = False
+
+    def owns_weight(self, weight: int) -> bool:
+        """The host's ``weight`` is one xvrd set, not the operator's since."""
+        return weight in self.weights_set or (self.legacy and weight != self.weight)
+
+    def owns_vcpu(self, vcpu: int, cpus: list[int]) -> bool:
+        """A vCPU's affinity (sorted CPUs) is one xvrd set, not the operator's since."""
+        if any(vcpu < len(p) and p[vcpu] == cpus for p in self.pinnings_set):
+            return True
+        return self.legacy and (vcpu >= len(self.pinning) or self.pinning[vcpu] != cpus)
 
 
 class Override(_Model):
@@ -78,6 +95,15 @@ class PersistedState(_Model):
     dom0_pin: list[CpuId] | None = Field(None, min_length=1)
     hold: Hold | None = None
     boot_id: str | None = None  # the host's boot the originals were recorded in
+
+    @model_validator(mode="after")
+    def _upgrade(self) -> PersistedState:
+        """A version 1 file's originals noted no values: marked legacy, written as version 2."""
+        if self.version == 1:
+            for uuid, original in self.originals.items():
+                self.originals[uuid] = original.model_copy(update={"legacy": True})
+            self.version = STATE_VERSION
+        return self
 
 
 def now_iso() -> str:

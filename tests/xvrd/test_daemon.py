@@ -153,7 +153,8 @@ def test_override_is_persisted_and_reapplied_after_a_crash(
     again.reconcile()
     assert weight(backend, "dom2") == 1024
     again.shutdown()
-    assert weight(backend, "dom2") == 256  # the original, recorded before the first change
+    # what xvrd found when it set the override again: the operator's 300, set by hand
+    assert weight(backend, "dom2") == 300
 
 
 def test_shutdown_restores_originals_unless_told_not_to(
@@ -712,9 +713,106 @@ def test_a_change_the_host_refused_leaves_xvrds_earlier_one_to_put_back(
     with pytest.raises(BackendError):
         daemon.actuator.set_weight(DOM0_UUID, "Domain-0", 4096, "test")
     mocker.stopall()
-    assert daemon.state.originals[DOM0_UUID].weight_set == 2048
+    # the host may have made the change before failing: both are xvrd's
+    assert daemon.state.originals[DOM0_UUID].weights_set == [2048, 4096]
     daemon.shutdown()
     assert weight(backend, "Domain-0") == 256
+
+
+def test_a_change_the_host_made_but_reported_failed_is_still_put_back(
+    settings: Settings, backend: SimulatorBackend, mocker: Any
+) -> None:
+    """The connection dropped after libvirtd applied it: xvrd's value is on the host."""
+    from xvrd.backends.base import BackendUnavailable
+
+    daemon = Daemon(settings, backend)
+    set_weight = backend.set_weight
+
+    def applied_then_lost(uuid: str, weight: int) -> None:
+        set_weight(uuid, weight)
+        raise BackendUnavailable("connection reset")
+
+    mocker.patch.object(backend, "set_weight", side_effect=applied_then_lost)
+    with pytest.raises(BackendUnavailable):
+        daemon.actuator.set_weight(uuid_of(backend, "dom1"), "dom1", 900, "test")
+    mocker.stopall()
+    daemon.shutdown()
+    assert weight(backend, "dom1") == 256
+
+
+def test_a_crash_between_noting_and_setting_leaves_nothing_of_xvrds(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    crashed = Daemon(settings, backend)
+    crashed.actuator.set_weight(DOM0_UUID, "Domain-0", 512, "test")
+    crashed.actuator._note(DOM0_UUID, "Domain-0", weight=(512, 768))  # then it died
+    again = Daemon(settings, backend)
+    again.reconcile()
+    again.shutdown()
+    assert weight(backend, "Domain-0") == 256
+
+
+def test_a_weight_set_by_hand_is_what_xvrd_puts_back_after_setting_over_it(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    daemon = Daemon(settings, backend)
+    dom1 = uuid_of(backend, "dom1")
+    daemon.actuator.set_weight(dom1, "dom1", 512, "the policy's")
+    backend.host.set_weight(backend.host.domain(1).domid, 700)  # by hand
+    daemon.actuator.set_weight(dom1, "dom1", 900, "the policy's again")
+    daemon.shutdown()
+    assert weight(backend, "dom1") == 700
+
+    backend._closed = False
+    daemon = Daemon(settings, backend)
+    daemon.actuator.set_weight(dom1, "dom1", 512, "the policy's")
+    backend.host.set_weight(backend.host.domain(1).domid, 800)  # by hand, then the same
+    daemon.set_weight("dom1", 800)  # as an override: xvrd's from now on
+    assert "original settings back" in daemon.unset("dom1")
+    assert weight(backend, "dom1") == 800
+
+
+def test_a_restore_cut_short_is_finished_by_the_next(
+    settings: Settings, backend: SimulatorBackend, mocker: Any
+) -> None:
+    """vCPU by vCPU: one already put back counts as xvrd's to finish, not as set by hand.
+    (A 2-vCPU domU as the backend reports it: the simulated ones have one vCPU.)"""
+    daemon = Daemon(settings, backend)
+    dom1 = uuid_of(backend, "dom1")
+    both = frozenset({0, 1})
+    host = {"pinning": Pinning((both, both))}
+    mocker.patch.object(backend, "get_pinning", side_effect=lambda _uuid: host["pinning"])
+    mocker.patch.object(backend, "set_pinning", side_effect=lambda _uuid, p: host.update(pinning=p))
+    daemon.actuator.set_pinning(dom1, "dom1", Pinning((frozenset({1}),) * 2), "off dom0")
+    host["pinning"] = Pinning((both, frozenset({1})))  # a restore put vCPU 0 back, then failed
+    assert "restored 1 setting" in daemon.restore()
+    assert host["pinning"] == Pinning((both, both))
+
+
+def test_unpinning_dom0_leaves_a_domu_pinned_by_hand_since(settings: Settings) -> None:
+    backend = SimulatorBackend.from_scenario(
+        report_scenario("receive", n_domus=2, pcpus=4), speed=None
+    )
+    daemon = Daemon(settings, backend)
+    daemon.pin_dom0(frozenset({0}))
+    backend.host.set_pinning(backend.host.domain(2).domid, [frozenset({3})])  # by hand
+    daemon.unpin_dom0()
+    everything = frozenset({0, 1, 2, 3})
+    assert backend.host.domain(1).pinning == (everything,)
+    assert backend.host.domain(2).pinning == (frozenset({3}),)
+    assert backend.host.domain(0).pinning == (everything,)
+
+
+def test_a_vcpu_added_since_has_its_affinity_then_recorded_as_its_original() -> None:
+    """xl vcpu-set after xvrd recorded the domain: the new vCPU's affinity before xvrd
+    pins it is what goes back, not xvrd's."""
+    from xvrd.actuator import _noted_pinning
+    from xvrd.state import Original
+
+    both = frozenset({0, 1})
+    recorded = Original(name="d", weight=256, pinning=[[0, 1]])
+    noted = _noted_pinning(recorded, Pinning((both, both)), Pinning((frozenset({1}),) * 2))
+    assert (noted.pinning, noted.pinnings_set) == ([[0, 1], [0, 1]], [[[1], [1]]])
 
 
 def test_an_original_pinning_is_fitted_to_the_vcpus_the_domain_has_now(
@@ -761,7 +859,8 @@ def test_a_state_file_of_version_1_is_read_and_its_changes_put_back(
     settings: Settings, backend: SimulatorBackend
 ) -> None:
     """Written before xvrd noted what it set, by a run that crashed: what differs from the
-    originals is taken as that run's, as it would have restored it."""
+    originals is taken as that run's, as it would have restored it (read at the stop, so a
+    domain unreadable at the start is not lost)."""
     dom1 = uuid_of(backend, "dom1")
     settings.state_dir.mkdir(parents=True)
     unpinned = [[0, 1]]
@@ -780,8 +879,7 @@ def test_a_state_file_of_version_1_is_read_and_its_changes_put_back(
     daemon.reconcile()
     saved = json.loads((settings.state_dir / "state.json").read_text())
     assert saved["version"] == 2
-    assert saved["originals"][DOM0_UUID]["weight_set"] == 3000
-    assert saved["originals"][dom1]["pinning_set"] == [[1]]
+    assert saved["originals"][DOM0_UUID]["legacy"] is True
     daemon.shutdown()
     assert weight(backend, "Domain-0") == 256
     assert backend.host.domain(1).pinning == (frozenset({0, 1}),)

@@ -39,8 +39,9 @@ log = structlog.get_logger("xvrd.run")
 
 
 _EPILOG = (
-    f"exit status: 0 stopped, settings put back; {EX_CONFIG} a bad configuration, scenario or "
-    "state file, or a host xvrd cannot tune (nothing on the host touched); "
+    f"exit status: 0 stopped (the log says what was put back); {EX_CONFIG} a bad "
+    "configuration, scenario or state file, or a host xvrd cannot tune (nothing on the host "
+    "touched); "
     f"{EX_UNAVAILABLE} the host unreachable at the start, or another xvrd running"
 )
 
