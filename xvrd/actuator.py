@@ -25,7 +25,7 @@ from xvrd.backends.base import (
     Pinning,
     WeightRange,
 )
-from xvrd.state import VALUES_NOTED, Original, PersistedState, StateError, StateStore, now_iso
+from xvrd.state import Original, PersistedState, StateError, StateStore, now_iso
 
 log = structlog.get_logger("xvrd.actuator")
 
@@ -126,9 +126,9 @@ class Actuator:
         pinning: tuple[Pinning, Pinning] | None = None,
     ) -> Original:
         """Persist the value xvrd is about to set, ``(now, new)`` for a weight or a
-        pinning, the domain's originals first. Noted before the change and kept whatever
-        the host answers, with the values xvrd set before: a change that failed, or that a
-        crash cut short, leaves the host at one of them, and a stop still puts it back.
+        pinning, the domain's originals first. Both are noted before the change, and kept
+        until the host has taken it (`_settled`): a change that failed, or that a crash cut
+        short, leaves the host at one of them, and a stop still puts it back.
 
         A value the host has now that is neither the original nor one xvrd set is the
         operator's, set by hand since: it becomes the original, what a stop puts back."""
@@ -141,9 +141,10 @@ class Actuator:
         if weight is not None:
             now, new = weight
             if now != original.weight and not original.owns_weight(now):
-                original = original.model_copy(update={"weight": now, "weights_set": []})
-            noted = [w for w in original.weights_set if w != new][1 - VALUES_NOTED :]
-            original = original.model_copy(update={"weights_set": [*noted, new]})
+                original = original.model_copy(update={"weight": now})
+            # Only the value in flight and the one before it can be on the host after this
+            # (an older one xvrd set is the operator's if the host has it again).
+            original = original.model_copy(update={"weights_set": list(dict.fromkeys([now, new]))})
         if pinning is not None:
             original = _noted_pinning(original, *pinning)
         self.state.originals[uuid] = original
@@ -183,6 +184,7 @@ class Actuator:
         except BackendError as exc:
             self._record(name, "weight", change, reason, applied=False, error=str(exc))
             raise
+        self._settled(uuid, weights_set=[weight])
         return self._record(name, "weight", change, reason, applied=True)
 
     def set_pinning(self, uuid: str, name: str, pinning: Pinning, reason: str) -> ActionRecord:
@@ -203,11 +205,20 @@ class Actuator:
             # What the host made of it (QEMU's cpuset narrows a thread's affinity) is what a
             # restore must recognise as xvrd's.
             held = self.backend.get_pinning(uuid)
-            if held != pinning:
-                self._note(uuid, name, pinning=(pinning, held))
-        except (BackendError, StateError) as exc:
+        except BackendError as exc:
             log.warning("pinning set, but not read back", domain=name, error=str(exc))
+        else:
+            self._settled(uuid, pinnings_set=[pinning_lists(held)])
         return record
+
+    def _settled(self, uuid: str, **noted: object) -> None:
+        """The host took the change: only the new value is xvrd's now (one xvrd set before,
+        if the operator sets it again by hand, is the operator's)."""
+        self.state.originals[uuid] = self.state.originals[uuid].model_copy(update=noted)
+        try:
+            self.store.save(self.state)
+        except StateError as exc:
+            log.error("state not saved", error=str(exc))  # both values stay xvrd's meanwhile
 
     def advise(self, name: str, setting: str, old: str, new: str, reason: str) -> ActionRecord:
         """Record what would have been done (advise mode, hold, or an override in the way):
@@ -298,12 +309,20 @@ class Actuator:
         target = self.original_pinning(uuid, current)
         if target is None or current == target:
             return None
-        wanted = pinning_lists(target)
-        if not all(
-            cpus == wanted[i] or original.owns_vcpu(i, cpus)
-            for i, cpus in enumerate(pinning_lists(current))
-        ):
+        # vCPU by vCPU: one pinned by hand since keeps the operator's affinity
+        by_hand = [
+            cpus != want and not original.owns_vcpu(i, sorted(cpus))
+            for i, (cpus, want) in enumerate(zip(current.vcpus, target.vcpus, strict=True))
+        ]
+        if any(by_hand):
             _left_by_hand(original, "pinning", pinning_text(current))
+        target = Pinning(
+            tuple(
+                cpus if hand else want
+                for cpus, want, hand in zip(current.vcpus, target.vcpus, by_hand, strict=True)
+            )
+        )
+        if target == current:
             return None
         self.backend.set_pinning(uuid, target)
         self.state.originals[uuid] = original.model_copy(update={"pinnings_set": []})
@@ -342,19 +361,16 @@ def _left_by_hand(original: Original, setting: str, now: str) -> None:
 
 
 def _noted_pinning(original: Original, now: Pinning, new: Pinning) -> Original:
-    """``original`` with ``new`` noted as an affinity xvrd set over ``now``. A vCPU of
-    ``now`` that is neither its original nor xvrd's was pinned by hand since: the operator's
-    affinity becomes the original. A vCPU added since (`xl vcpu-set`) gets its affinity
-    now as its original."""
+    """``original`` with ``new`` noted as an affinity xvrd set over ``now``, vCPU by vCPU.
+    A vCPU of ``now`` that is neither its original nor xvrd's was pinned by hand since:
+    the operator's affinity becomes that vCPU's original. A vCPU added since (`xl
+    vcpu-set`) gets its affinity now as its original."""
     current = pinning_lists(now)
     recorded = original.pinning
-    if any(
-        i < len(recorded) and cpus != recorded[i] and not original.owns_vcpu(i, cpus)
+    merged = [
+        cpus if i >= len(recorded) or not original.owns_vcpu(i, cpus) else recorded[i]
         for i, cpus in enumerate(current)
-    ):
-        original = original.model_copy(update={"pinning": current, "pinnings_set": []})
-    elif len(current) > len(recorded):
-        original = original.model_copy(update={"pinning": recorded + current[len(recorded) :]})
+    ] + recorded[len(current) :]
     wanted = pinning_lists(new)
-    noted = [p for p in original.pinnings_set if p != wanted][1 - VALUES_NOTED :]
-    return original.model_copy(update={"pinnings_set": [*noted, wanted]})
+    noted = [current] if current != wanted else []
+    return original.model_copy(update={"pinning": merged, "pinnings_set": [*noted, wanted]})

@@ -130,6 +130,7 @@ class Daemon:
             gone = [u for u in self.state.originals if u not in live and self._gone(u)]
             for uuid in gone:
                 del self.state.originals[uuid]
+            self._settle_legacy()
             self._apply_overrides(live.values(), "manual override (restart)")
             if self.state.dom0_pin:
                 pin = frozenset(self.state.dom0_pin)
@@ -154,6 +155,29 @@ class Daemon:
                 dom0_pin=self.state.dom0_pin,
                 held=self.state.hold is not None,
                 forgotten=len(gone),
+            )
+
+    def _settle_legacy(self) -> None:
+        """Originals from a version 1 file noted no values: what each domain has now that
+        differs from them is taken as xvrd's, as that version took it, and from here on
+        changes are noted as usual, so one the operator makes now is not taken for xvrd's.
+        A domain unreadable now stays legacy until the next start or its restore."""
+        for uuid, original in list(self.state.originals.items()):
+            if not original.legacy:
+                continue
+            try:
+                weight = self.backend.get_sched(uuid).weight
+                pinning = pinning_lists(self.backend.get_pinning(uuid))
+            except BackendUnavailable:
+                raise
+            except BackendError:
+                continue
+            self.state.originals[uuid] = original.model_copy(
+                update={
+                    "weights_set": [weight] if weight != original.weight else [],
+                    "pinnings_set": [pinning] if pinning != original.pinning else [],
+                    "legacy": False,
+                }
             )
 
     def _gone(self, uuid: str) -> bool:

@@ -23,9 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 #: version 1 file is still read, its originals marked `legacy`.
 STATE_VERSION = 2
 SUPPORTED_VERSIONS = (1, STATE_VERSION)
-#: How many of the values xvrd set are noted per setting: the current one, the one before
-#: (a change that failed or was cut short by a crash may have left either) and a few more.
-VALUES_NOTED = 4
 
 
 class StateDirBusy(Exception):
@@ -57,8 +54,8 @@ class Original(_Model):
     weight: AnyWeight
     cap: int = Field(0, ge=0)
     pinning: list[list[CpuId]] = Field(default_factory=list)
-    # The last weights and affinities xvrd set, oldest first; empty: it has not changed that
-    # setting.
+    # The values xvrd set last and just before, oldest first (a change that failed, or a
+    # crash cut short, may have left either); empty: xvrd has not changed that setting.
     weights_set: list[AnyWeight] = Field(default_factory=list)
     pinnings_set: list[list[list[CpuId]]] = Field(default_factory=list)
     # Recorded by a version 1 xvrd, which noted no values: whatever differs from the

@@ -772,6 +772,52 @@ def test_a_weight_set_by_hand_is_what_xvrd_puts_back_after_setting_over_it(
     assert weight(backend, "dom1") == 800
 
 
+def test_a_version_1_original_is_not_taken_for_xvrds_once_read(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """A change by hand during the new run is the operator's, as for any original."""
+    settings.state_dir.mkdir(parents=True)
+    v1 = {"version": 1, "originals": {uuid_of(backend, "dom1"): {"name": "dom1", "weight": 256}}}
+    (settings.state_dir / "state.json").write_text(json.dumps(v1))
+    daemon = Daemon(settings, backend)
+    daemon.reconcile()
+    backend.host.set_weight(backend.host.domain(1).domid, 700)  # by hand
+    ticks(daemon, backend, 2)
+    assert daemon.status()["domains"][1]["weight_source"] == "default"
+    daemon.shutdown()
+    assert weight(backend, "dom1") == 700
+
+
+def test_an_older_value_of_xvrds_set_by_hand_is_the_operators(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """A trial and its revert: the trial's weight set again by hand is not xvrd's."""
+    daemon = Daemon(settings, backend)
+    daemon.actuator.set_weight(DOM0_UUID, "Domain-0", 900, "trial")
+    daemon.actuator.set_weight(DOM0_UUID, "Domain-0", 256, "trial reverted")
+    backend.host.set_weight(0, 900)  # by hand
+    daemon.shutdown()
+    assert weight(backend, "Domain-0") == 900
+
+
+def test_one_vcpu_pinned_by_hand_keeps_its_affinity_and_the_others_go_back(
+    settings: Settings, backend: SimulatorBackend, mocker: Any
+) -> None:
+    """(A 2-vCPU domU as the backend reports it: the simulated ones have one vCPU.)"""
+    daemon = Daemon(settings, backend)
+    dom1 = uuid_of(backend, "dom1")
+    both = frozenset({0, 1})
+    host = {"pinning": Pinning((both, both))}
+    mocker.patch.object(backend, "get_pinning", side_effect=lambda _uuid: host["pinning"])
+    mocker.patch.object(backend, "set_pinning", side_effect=lambda _uuid, p: host.update(pinning=p))
+    daemon.actuator.set_pinning(dom1, "dom1", Pinning((frozenset({1}),) * 2), "off dom0")
+    host["pinning"] = Pinning((frozenset({1}), frozenset({0})))  # xl vcpu-pin dom1 1 0
+    daemon.actuator.set_pinning(dom1, "dom1", Pinning((frozenset({1}),) * 2), "again")
+    host["pinning"] = Pinning((frozenset({1}), frozenset({0})))  # and once more, by hand
+    daemon.restore()
+    assert host["pinning"] == Pinning((both, frozenset({0})))
+
+
 def test_a_restore_cut_short_is_finished_by_the_next(
     settings: Settings, backend: SimulatorBackend, mocker: Any
 ) -> None:
@@ -812,7 +858,8 @@ def test_a_vcpu_added_since_has_its_affinity_then_recorded_as_its_original() -> 
     both = frozenset({0, 1})
     recorded = Original(name="d", weight=256, pinning=[[0, 1]])
     noted = _noted_pinning(recorded, Pinning((both, both)), Pinning((frozenset({1}),) * 2))
-    assert (noted.pinning, noted.pinnings_set) == ([[0, 1], [0, 1]], [[[1], [1]]])
+    assert noted.pinning == [[0, 1], [0, 1]]
+    assert noted.pinnings_set == [[[0, 1], [0, 1]], [[1], [1]]]  # before, and xvrd's
 
 
 def test_an_original_pinning_is_fitted_to_the_vcpus_the_domain_has_now(
@@ -879,7 +926,10 @@ def test_a_state_file_of_version_1_is_read_and_its_changes_put_back(
     daemon.reconcile()
     saved = json.loads((settings.state_dir / "state.json").read_text())
     assert saved["version"] == 2
-    assert saved["originals"][DOM0_UUID]["legacy"] is True
+    # what the host has now that differs is taken as xvrd's; from here on, noted
+    assert saved["originals"][DOM0_UUID]["weights_set"] == [3000]
+    assert saved["originals"][dom1]["pinnings_set"] == [[[1]]]
+    assert saved["originals"][dom1]["legacy"] is False
     daemon.shutdown()
     assert weight(backend, "Domain-0") == 256
     assert backend.host.domain(1).pinning == (frozenset({0, 1}),)
