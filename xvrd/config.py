@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     def _path(cls, value: object) -> object:
         # An empty path would mean the current directory: the state written wherever the
         # daemon happened to start.
-        if value == "":
+        if isinstance(value, str) and not value.strip():
             raise ValueError("must be a path, not empty")
         return value
 

@@ -76,6 +76,7 @@ def test_bad_value_names_the_key_and_what_is_accepted(
         ("state_dir = 5", "state_dir: Input should be a valid string (got 5)"),
         ("network_active_mbps = inf", "network_active_mbps: Input should be less than or equal"),
         ("state_dir = ''", "state_dir: must be a path, not empty"),
+        ("socket_path = '  '", "socket_path: must be a path, not empty"),
     ],
 )
 def test_a_file_value_of_the_wrong_type_is_refused_not_converted(

@@ -8,6 +8,6 @@ from pathlib import Path
 
 def path_argument(text: str) -> Path:
     """A path flag's value; an empty one is refused, not taken as the current directory."""
-    if not text:
+    if not text.strip():
         raise argparse.ArgumentTypeError("must be a path, not empty")
     return Path(text)
