@@ -48,14 +48,7 @@ from xvrd.policy.base import (
 )
 from xvrd.ranges import parse_number
 from xvrd.sampler import DomainRates, Observation, Sampler
-from xvrd.state import (
-    Hold,
-    Override,
-    PersistedState,
-    StateError,
-    StateStore,
-    now_iso,
-)
+from xvrd.state import Hold, Override, PersistedState, StateError, StateStore, now_iso
 
 log = structlog.get_logger("xvrd.daemon")
 
@@ -216,7 +209,7 @@ class Daemon:
         through: the stop is the last chance to put the settings back before the next start.
         """
         for attempt in range(2):
-            if (attempt or not self.connected) and not self._connect_for_restore():
+            if (attempt or not self.connected) and not self._connect():
                 break
             try:
                 records, _ = self.actuator.restore_all("daemon stopping")
@@ -235,9 +228,11 @@ class Daemon:
         )
         return []
 
-    def _connect_for_restore(self) -> bool:
-        """Connect again, without the reconcile a reconnect in the loop does: re-applying
-        overrides only to put them back, and failing on one domain, would stop the restore."""
+    def _connect(self) -> bool:
+        """Connect again and re-read the host; False, the error recorded, if it cannot.
+        The stop uses it as it is: the reconcile a reconnect in the loop adds would apply
+        overrides only to put them back, and one domain failing there would stop the
+        restore."""
         reconnect = getattr(self.backend, "reconnect", None)
         try:
             if callable(reconnect):
@@ -473,17 +468,10 @@ class Daemon:
         now = self.monotonic()
         if now < self._retry_at:
             return False
-        reconnect = getattr(self.backend, "reconnect", None)
-        try:
-            if callable(reconnect):
-                reconnect()
-            self.host = self.backend.info()
-        except BackendError as exc:
-            self.last_error = str(exc)
+        if not self._connect():
             self._retry_delay = min(RECONNECT_MAX_S, self._retry_delay * 2)
             self._retry_at = now + self._retry_delay
             return False
-        self.connected = True
         self._reconnected_at = now
         self.sampler.reset()
         log.info("host reachable again", uri=self.host.uri)
