@@ -152,15 +152,12 @@ class Actuator:
             self.store.save(self.state)
         except StateError:
             # No change without its original on disk: a crash would lose what to put back.
-            self._put_record(uuid, before)
+            if before is None:
+                del self.state.originals[uuid]
+            else:
+                self.state.originals[uuid] = before
             raise
         return original
-
-    def _put_record(self, uuid: str, record: Original | None) -> None:
-        if record is None:
-            self.state.originals.pop(uuid, None)
-        else:
-            self.state.originals[uuid] = record
 
     # ------------------------------------------------------------------ changes
     def set_weight(self, uuid: str, name: str, weight: int, reason: str) -> ActionRecord:
@@ -307,7 +304,7 @@ class Actuator:
             return None
         current = self.backend.get_pinning(uuid)
         target = self.original_pinning(uuid, current)
-        if target is None or current == target:
+        if target is None:
             return None
         # vCPU by vCPU: one pinned by hand since keeps the operator's affinity
         by_hand = [
@@ -371,6 +368,6 @@ def _noted_pinning(original: Original, now: Pinning, new: Pinning) -> Original:
         cpus if i >= len(recorded) or not original.owns_vcpu(i, cpus) else recorded[i]
         for i, cpus in enumerate(current)
     ] + recorded[len(current) :]
-    wanted = pinning_lists(new)
-    noted = [current] if current != wanted else []
-    return original.model_copy(update={"pinning": merged, "pinnings_set": [*noted, wanted]})
+    return original.model_copy(
+        update={"pinning": merged, "pinnings_set": [current, pinning_lists(new)]}
+    )
