@@ -800,39 +800,44 @@ def test_an_older_value_of_xvrds_set_by_hand_is_the_operators(
     assert weight(backend, "Domain-0") == 900
 
 
+BOTH_CPUS = frozenset({0, 1})
+OFF_DOM0 = Pinning((frozenset({1}),) * 2)
+
+
+def two_vcpu_dom1_pinned(
+    daemon: Daemon, backend: SimulatorBackend, mocker: Any
+) -> tuple[str, dict[str, Pinning]]:
+    """dom1 as a backend reporting 2 vCPUs (the simulated ones have one), unpinned, then
+    pinned off dom0 by xvrd: its UUID and the host's pinning, for a test to change."""
+    dom1 = uuid_of(backend, "dom1")
+    host = {"pinning": Pinning((BOTH_CPUS, BOTH_CPUS))}
+    mocker.patch.object(backend, "get_pinning", side_effect=lambda _uuid: host["pinning"])
+    mocker.patch.object(backend, "set_pinning", side_effect=lambda _uuid, p: host.update(pinning=p))
+    daemon.actuator.set_pinning(dom1, "dom1", OFF_DOM0, "off dom0")
+    return dom1, host
+
+
 def test_one_vcpu_pinned_by_hand_keeps_its_affinity_and_the_others_go_back(
     settings: Settings, backend: SimulatorBackend, mocker: Any
 ) -> None:
-    """(A 2-vCPU domU as the backend reports it: the simulated ones have one vCPU.)"""
     daemon = Daemon(settings, backend)
-    dom1 = uuid_of(backend, "dom1")
-    both = frozenset({0, 1})
-    host = {"pinning": Pinning((both, both))}
-    mocker.patch.object(backend, "get_pinning", side_effect=lambda _uuid: host["pinning"])
-    mocker.patch.object(backend, "set_pinning", side_effect=lambda _uuid, p: host.update(pinning=p))
-    daemon.actuator.set_pinning(dom1, "dom1", Pinning((frozenset({1}),) * 2), "off dom0")
+    dom1, host = two_vcpu_dom1_pinned(daemon, backend, mocker)
     host["pinning"] = Pinning((frozenset({1}), frozenset({0})))  # xl vcpu-pin dom1 1 0
-    daemon.actuator.set_pinning(dom1, "dom1", Pinning((frozenset({1}),) * 2), "again")
+    daemon.actuator.set_pinning(dom1, "dom1", OFF_DOM0, "again")
     host["pinning"] = Pinning((frozenset({1}), frozenset({0})))  # and once more, by hand
     daemon.restore()
-    assert host["pinning"] == Pinning((both, frozenset({0})))
+    assert host["pinning"] == Pinning((BOTH_CPUS, frozenset({0})))
 
 
 def test_a_restore_cut_short_is_finished_by_the_next(
     settings: Settings, backend: SimulatorBackend, mocker: Any
 ) -> None:
-    """vCPU by vCPU: one already put back counts as xvrd's to finish, not as set by hand.
-    (A 2-vCPU domU as the backend reports it: the simulated ones have one vCPU.)"""
+    """vCPU by vCPU: one already put back counts as xvrd's to finish, not as set by hand."""
     daemon = Daemon(settings, backend)
-    dom1 = uuid_of(backend, "dom1")
-    both = frozenset({0, 1})
-    host = {"pinning": Pinning((both, both))}
-    mocker.patch.object(backend, "get_pinning", side_effect=lambda _uuid: host["pinning"])
-    mocker.patch.object(backend, "set_pinning", side_effect=lambda _uuid, p: host.update(pinning=p))
-    daemon.actuator.set_pinning(dom1, "dom1", Pinning((frozenset({1}),) * 2), "off dom0")
-    host["pinning"] = Pinning((both, frozenset({1})))  # a restore put vCPU 0 back, then failed
+    _, host = two_vcpu_dom1_pinned(daemon, backend, mocker)
+    host["pinning"] = Pinning((BOTH_CPUS, frozenset({1})))  # vCPU 0 put back, then a failure
     assert "restored 1 setting" in daemon.restore()
-    assert host["pinning"] == Pinning((both, both))
+    assert host["pinning"] == Pinning((BOTH_CPUS, BOTH_CPUS))
 
 
 def test_unpinning_dom0_leaves_a_domu_pinned_by_hand_since(settings: Settings) -> None:
