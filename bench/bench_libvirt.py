@@ -9,7 +9,8 @@ each with one vif, and times, per tick, after one warm-up tick:
 - backend: ``list_domains()`` then ``read_counters()``, ``get_sched()`` and
            ``get_pinning()`` per domain (what the daemon's sampler asks each tick);
 - bare:    ``listAllDomains`` then ``getCPUStats(total)``, ``interfaceStats`` per vif,
-           ``schedulerParameters`` and ``vcpuPinInfo`` per domain, from libvirt-python.
+           ``schedulerParameters`` and ``vcpus`` (``virDomainGetVcpus``, the call the backend
+           makes through ctypes) per domain, from libvirt-python.
 
 - daemon:  ``Daemon.tick()`` (in advise mode, no policy changes) over the same backend:
            sampling, rates, analysis and the policy step on top of those calls.
@@ -93,7 +94,7 @@ def bare_tick(conn: Any, vifs: dict[str, list[str]]) -> None:
         for vif in vifs[dom.UUIDString()]:
             dom.interfaceStats(vif)
         dom.schedulerParameters()
-        dom.vcpuPinInfo(0)
+        dom.vcpus()
 
 
 def _timed(tick: Callable[[], None]) -> float:
