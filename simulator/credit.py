@@ -219,6 +219,18 @@ class CreditScheduler:
         self.domains.remove(dom)
         self.flush()
 
+    def set_guest(self, v: VCpu, guest: Guest) -> None:
+        """What runs in ``v`` changes (a workload phase): the old guest's unfinished work is
+        dropped, and a running vCPU plans the new guest's at once (or blocks), so no end of
+        the old work is left due on its pCPU."""
+        v.guest = guest
+        v.unit = None
+        pc = v.on_cpu
+        if pc is not None:
+            now = self.engine.now
+            pc.gen += 1  # the old unit's end is void
+            self._start_unit(pc, v, now, max(0, pc.unit_start - now))
+
     def set_weight(self, dom: Domain, weight: int) -> None:
         if not WEIGHT_MIN <= weight <= WEIGHT_MAX:
             raise ValueError(f"weight must be in [{WEIGHT_MIN}, {WEIGHT_MAX}], got {weight}")

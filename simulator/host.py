@@ -278,8 +278,7 @@ class SimulatedHost:
         else:
             guest = Idle()
         guest.wake_self = wake
-        v.guest = guest
-        v.unit = None
+        self.sched.set_guest(v, guest)
         rec.guest = guest
         rec.flow = flow
         rec.workload = w

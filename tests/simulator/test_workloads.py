@@ -97,3 +97,24 @@ def test_a_flow_that_loses_its_whole_window_recovers_by_timeout(workload: str) -
     host.advance(1.0)
     mbps = goodput_mbps(host.delivered_segments(1) - before, 1.0)
     assert mbps > 300  # a 200 ms timeout, then slow start back up
+
+
+def test_a_running_burner_switched_to_idle_stops_at_once() -> None:
+    """The phase lands mid-unit on a busy vCPU: the burner's unfinished work is dropped and
+    the idle guest blocks, rather than the old unit's end finding nothing to finish."""
+    scenario = parse_scenario(
+        {
+            "host": {"pcpus": 2},
+            "domains": [{"name": "burn", "count": 3, "workload": "burn", "duty": 1.0}],
+            "phases": [
+                {"at_s": 1.0005, "action": "workload", "domain": f"burn{i}", "workload": "idle"}
+                for i in (1, 2, 3)
+            ],
+        }
+    )
+    host = SimulatedHost(scenario)
+    host.advance(1.0005)
+    before = [d.cpu_ns for d in host.domains()[1:]]
+    host.advance(1.0)
+    after = [d.cpu_ns for d in host.domains()[1:]]
+    assert all(a - b < 1_000_000 for a, b in zip(after, before, strict=True))
