@@ -784,3 +784,35 @@ def test_a_traffic_ratio_wobbling_at_a_boundary_keeps_its_kind() -> None:
     assert _kind(rates(41, 20), previous=2) == 2
     assert _kind(rates(100, 20), previous=2) == 0
     assert _kind(rates(20, 20), previous=0) == 2
+
+
+def _dom0_weights_set(ticks: list[Observation], context: PolicyContext) -> list[int]:
+    return [
+        a.weight
+        for d in drive(ticks, context)
+        for a in d.actions
+        if isinstance(a, SetWeight) and a.name == "Domain-0"
+    ]
+
+
+def test_dom0_is_never_lowered_below_the_weight_xvrd_found() -> None:
+    """dom0 at 4096 by the operator's hand (no original recorded): neither the first tick's
+    light traffic nor a long quiet spell with little idle lowers it. With 1024 recorded as
+    the weight xvrd found, the policy gives back down to that and no further."""
+    light = observation(domus_cpu_pct=4.0, dom0_cpu_pct=5.0, rates=(20.0, 20.0))
+    busy = observation(domus_cpu_pct=73.0, dom0_cpu_pct=25.0, rates=(123.0,) * 8)
+    found = replace(CONTEXT, original_weights={"uuid-00": 1024})
+    assert _dom0_weights_set([light] * 3, CONTEXT) == []
+    assert _dom0_weights_set([busy] * (GIVE_BACK_AFTER + 3), CONTEXT) == []
+    assert _dom0_weights_set([light] * 3, found) == [1024]  # more than the estimate
+    raised = _with_weight(busy, "Domain-0", 1536)
+    assert set(_dom0_weights_set([raised] * 4 * GIVE_BACK_AFTER, found)) == {1024}
+
+
+def test_a_manual_dom0_weight_does_not_keep_the_policys_pin() -> None:
+    """Giving CPU back unpins dom0 whether or not the operator set dom0's weight."""
+    obs = pinned_observation(RATES)
+    manual = replace(CONTEXT, manual=frozenset({"uuid-00"}))
+    for context in (CONTEXT, manual):
+        actions = [a for d in drive([obs] * (GIVE_BACK_AFTER + 2), context) for a in d.actions]
+        assert any(isinstance(a, SetPinning) and a.name == "Domain-0" for a in actions)

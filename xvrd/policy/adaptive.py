@@ -641,8 +641,22 @@ class AdaptivePolicy:
             residual = self._residual_pin_trial(obs, assessment, context, st, load)
             if residual is not None:
                 return residual
+        if (
+            st.clear >= GIVE_BACK_AFTER
+            and assessment.idle_pct < IDLE_NEEDED_PCT
+            and pinned
+            and not context.dom0_pin_manual
+            and not context.dom0_pinned_by_host
+            and context.can_pin_dom0
+        ):
+            # Before the weight's own checks: a manual weight on dom0 is no reason to keep a
+            # pinning the policy made.
+            return self._unpin_trial(obs, baseline)
         if not weight_free:
             return None
+        # The policy lowers only what it raised: never below the weight dom0 had before xvrd
+        # changed it (the operator's, or Xen's default), nor at all when it never did.
+        floor = wr.clamp(context.original_weights.get(dom0.uuid, dom0.weight))
         if joined and load.busy and load.credit_bound and estimate > dom0.weight * 1.5:
             # More domUs to serve and dom0 already uses what its weight earns: the new flows
             # are still ramping up, so waiting for a finding only lets them starve first.
@@ -651,25 +665,18 @@ class AdaptivePolicy:
                 f"against {load.due_pct:.0f} % its weight earns: estimate {estimate}"
             )
             return self._weight_trial(dom0, estimate, "raise", reason, baseline)
-        if regime_changed and dom0.weight > max(wr.default, estimate) * 1.5:
+        if regime_changed and dom0.weight > max(floor, estimate) * 1.5:
             # Fewer or lighter network-active domUs: start again from the estimate.
-            target = max(wr.default, estimate)
+            target = max(floor, estimate)
             reason = f"less traffic to serve: estimate {estimate} for {sum(st.regime)} domUs"
             return self._weight_trial(dom0, target, "lower", reason, baseline)
         if st.clear >= GIVE_BACK_AFTER and assessment.idle_pct < IDLE_NEEDED_PCT:
-            if (
-                pinned
-                and not context.dom0_pin_manual
-                and not context.dom0_pinned_by_host
-                and context.can_pin_dom0
-            ):
-                return self._unpin_trial(obs, baseline)
-            target = max(wr.default, dom0.weight // 2)
+            target = max(floor, dom0.weight // 2)
             # Only as far as the credit arithmetic still covers what dom0 uses, with the margin
             # detection allows: below that, dom0 runs out of credit, the lowered weight
             # raises a finding of its own and the trial can only fail.
             if (
-                dom0.weight > wr.default
+                dom0.weight > floor
                 and DOM0_CREDIT_BOUND * due_pct(obs, dom0, target) > load.cpu_pct
             ):
                 reason = (
