@@ -269,22 +269,37 @@ class Actuator:
         self.store.save(self.state)
         return records
 
+    def restore_weight(self, uuid: str, reason: str) -> list[ActionRecord]:
+        """Put one domain's original weight back (its manual weight removed). An affinity
+        xvrd set stays xvrd's, recorded for a later restore: the pinning is not the
+        override's."""
+        original = self.state.originals.get(uuid)
+        if original is None:
+            return []
+        records: list[ActionRecord] = []
+        try:
+            record = self._put_back_weight(uuid, original, reason)
+        except DomainGone:
+            log.info("domain gone, nothing to restore", domain=original.name, uuid=uuid)
+            del self.state.originals[uuid]
+        else:
+            records = [record] if record is not None else []
+            if original.pinnings_set or original.legacy:
+                self.state.originals[uuid] = original.model_copy(update={"weights_set": []})
+            else:
+                del self.state.originals[uuid]
+        self.store.save(self.state)
+        return records
+
     def _put_back(self, uuid: str, reason: str) -> list[ActionRecord]:
         original = self.state.originals.get(uuid)
         if original is None:
             return []
         records: list[ActionRecord] = []
         try:
-            if original.weights_set or original.legacy:
-                weight = self.backend.get_sched(uuid).weight
-                if weight != original.weight and not original.owns_weight(weight):
-                    _left_by_hand(original, "weight", str(weight))
-                elif weight != original.weight:
-                    self.backend.set_weight(uuid, original.weight)
-                    change = (str(weight), str(original.weight))
-                    records.append(
-                        self._record(original.name, "weight", change, reason, applied=True)
-                    )
+            record = self._put_back_weight(uuid, original, reason)
+            if record is not None:
+                records.append(record)
             # The cap is recorded, not restored: xvrd never sets one, so a cap that differs
             # now is an operator's (`xl sched-credit -c`), made while xvrd ran.
             record = self.put_back_pinning(uuid, reason)
@@ -294,6 +309,20 @@ class Actuator:
             log.info("domain gone, nothing to restore", domain=original.name, uuid=uuid)
         del self.state.originals[uuid]
         return records
+
+    def _put_back_weight(self, uuid: str, original: Original, reason: str) -> ActionRecord | None:
+        """The original weight back if the host still holds one xvrd set: the change made."""
+        if not (original.weights_set or original.legacy):
+            return None
+        weight = self.backend.get_sched(uuid).weight
+        if weight == original.weight:
+            return None
+        if not original.owns_weight(weight):
+            _left_by_hand(original, "weight", str(weight))
+            return None
+        self.backend.set_weight(uuid, original.weight)
+        change = (str(weight), str(original.weight))
+        return self._record(original.name, "weight", change, reason, applied=True)
 
     def put_back_pinning(self, uuid: str, reason: str) -> ActionRecord | None:
         """Put a domain's original affinity back if the host still holds xvrd's, vCPU by

@@ -598,14 +598,11 @@ class Daemon:
                 raise ControlError("not_found", f"{d.name} has no manual weight")
             with self._saved() as state:
                 del state.overrides[d.uuid]
-            self.actuator.restore(d.uuid, "manual override removed")
-            kept = ""
-            if self.state.dom0_pin:
-                # The original pinning came back with the weight: the dom0 pinning stays.
-                self._apply_dom0_pin(frozenset(self.state.dom0_pin), [d])
-                kept = " (kept off dom0's pinned CPUs)"
+            # The weight only: a pinning (the policy's or a manual pin-dom0) is not the
+            # override's and stays.
+            self.actuator.restore_weight(d.uuid, "manual override removed")
             log.info("override removed", domain=d.name)
-            return f"{d.name}: manual weight removed, original settings back{kept}"
+            return f"{d.name}: manual weight removed, original weight back"
 
         return self._guard(run)
 

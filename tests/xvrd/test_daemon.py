@@ -447,7 +447,7 @@ def test_manual_dom0_pinning_holds_for_domus_that_join_later(settings: Settings)
     late = next(d for d in backend.host.domains() if d.name == "late")
     assert late.pinning == (frozenset({1}),)
     daemon.set_weight("early", 512)
-    assert "kept off dom0's pinned CPUs" in daemon.unset("early")
+    assert "original weight back" in daemon.unset("early")
     early = next(d for d in backend.host.domains() if d.name == "early")
     assert early.pinning == (frozenset({1}),)
     assert backend.host.domain(0).pinning == (frozenset({0}),)
@@ -768,7 +768,7 @@ def test_a_weight_set_by_hand_is_what_xvrd_puts_back_after_setting_over_it(
     daemon.actuator.set_weight(dom1, "dom1", 512, "the policy's")
     backend.host.set_weight(backend.host.domain(1).domid, 800)  # by hand, then the same
     daemon.set_weight("dom1", 800)  # as an override: xvrd's from now on
-    assert "original settings back" in daemon.unset("dom1")
+    assert "original weight back" in daemon.unset("dom1")
     assert weight(backend, "dom1") == 800
 
 
@@ -1118,3 +1118,23 @@ def test_a_dom0_pinning_the_host_booted_with_is_left_alone(settings: Settings) -
     pinning = {d.name: d.pinning for d in backend.host.domains()}
     assert pinning["Domain-0"] == (frozenset({0}),)
     assert pinning["burn1"] == (frozenset({0, 1, 2, 3}),)
+
+
+def test_removing_dom0s_manual_weight_leaves_the_policys_pinning(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """unset puts back the weight only: dom0 stays pinned where the policy put it, beside
+    the domUs it keeps off that pCPU, and the stop puts back the affinities as well."""
+    daemon = Daemon(settings, backend)
+    own, rest = Pinning((frozenset({0}),)), Pinning((frozenset({1}),))
+    daemon.actuator.set_pinning(DOM0_UUID, "Domain-0", own, "the policy's pin")
+    daemon.actuator.set_pinning(uuid_of(backend, "dom1"), "dom1", rest, "the policy's pin")
+    daemon.set_weight("Domain-0", 4096)
+    assert daemon.unset("Domain-0") == "Domain-0: manual weight removed, original weight back"
+    assert backend.host.domain(0).weight == 256
+    assert backend.host.domain(0).pinning == own.vcpus
+    daemon.shutdown()
+    assert backend.host.domain(0).pinning == (frozenset({0, 1}),)
+    assert next(d for d in backend.host.domains() if d.name == "dom1").pinning == (
+        frozenset({0, 1}),
+    )
