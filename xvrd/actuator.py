@@ -332,28 +332,51 @@ class Actuator:
         if original is None or not (original.pinnings_set or original.legacy):
             return None
         current = self.backend.get_pinning(uuid)
-        target = self.original_pinning(uuid, current)
+        target, by_hand = self._put_back_target(original, uuid, current)
+        if by_hand:
+            _left_by_hand(original, "pinning", pinning_text(current))
         if target is None:
             return None
-        # vCPU by vCPU: one pinned by hand since keeps the operator's affinity
+        self.backend.set_pinning(uuid, target)
+        self.state.originals[uuid] = original.model_copy(update={"pinnings_set": []})
+        change = (pinning_text(current), pinning_text(target))
+        return self._record(original.name, "pinning", change, reason, applied=True)
+
+    def pinning_to_put_back(
+        self, uuid: str, current: Pinning, online: frozenset[int]
+    ) -> Pinning | None:
+        """The affinity `put_back_pinning` would set now (``current`` and ``online`` as
+        last observed), or None when it would change nothing: what xvrd's pinning of the
+        domain undone looks like, for the policy to give its pin back."""
+        original = self.state.originals.get(uuid)
+        if original is None or not (original.pinnings_set or original.legacy):
+            return None
+        return self._put_back_target(original, uuid, current, online)[0]
+
+    def _put_back_target(
+        self,
+        original: Original,
+        uuid: str,
+        current: Pinning,
+        online: frozenset[int] | None = None,
+    ) -> tuple[Pinning | None, bool]:
+        """Each vCPU's original affinity where the host holds the one xvrd set, its own
+        elsewhere (one pinned by hand since keeps the operator's): the affinity, or None if
+        that is ``current``; and whether some vCPU was pinned by hand."""
+        target = self.original_pinning(uuid, current, online)
+        if target is None:
+            return None, False
         by_hand = [
             cpus != want and not original.owns_vcpu(i, sorted(cpus))
             for i, (cpus, want) in enumerate(zip(current.vcpus, target.vcpus, strict=True))
         ]
-        if any(by_hand):
-            _left_by_hand(original, "pinning", pinning_text(current))
         target = Pinning(
             tuple(
                 cpus if hand else want
                 for cpus, want, hand in zip(current.vcpus, target.vcpus, by_hand, strict=True)
             )
         )
-        if target == current:
-            return None
-        self.backend.set_pinning(uuid, target)
-        self.state.originals[uuid] = original.model_copy(update={"pinnings_set": []})
-        change = (pinning_text(current), pinning_text(target))
-        return self._record(original.name, "pinning", change, reason, applied=True)
+        return (None if target == current else target), any(by_hand)
 
     def restore_all(self, reason: str) -> tuple[list[ActionRecord], list[str]]:
         """Put every recorded original back; returns what changed and the domains that could

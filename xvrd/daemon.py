@@ -386,6 +386,12 @@ class Daemon:
                 for d in obs.domains
                 if (o := self.state.originals.get(d.uuid)) is not None and o.owns_weight(d.weight)
             },
+            original_pinnings={
+                d.uuid: target
+                for d in obs.domains
+                if d.uuid in self.state.originals
+                and (target := self.actuator.pinning_to_put_back(d.uuid, d.pinning, obs.cpu_ids))
+            },
         )
 
     def _dom0_pinned_by_host(self, obs: Observation) -> bool:

@@ -519,13 +519,28 @@ def _with_weight(obs: Observation, name: str, weight: int) -> Observation:
     ))  # fmt: skip
 
 
+def with_burner(obs: Observation, cpu_pct: float = 3.0) -> Observation:
+    """``obs`` with a domU that moves no traffic and takes ``cpu_pct`` of the host: one
+    that would use CPU given back."""
+    burner = replace(domain(9, 256, cpu_pct), pinning=obs.domains[-1].pinning)
+    return replace(obs, domains=(*obs.domains, burner))
+
+
 def pinned_observation(rates: tuple[float, ...]) -> Observation:
-    """dom0 pinned to pCPU 0 and the domUs kept on pCPU 1, nearly all the CPU in use."""
-    obs = observation(domus_cpu_pct=48.0, rates=rates)
+    """dom0 pinned to pCPU 0 and the domUs kept on pCPU 1, nearly all the CPU in use, a
+    CPU-bound domU among them."""
+    obs = with_burner(observation(domus_cpu_pct=45.0, rates=rates))
     own, rest = Pinning((frozenset({0}),)), Pinning((frozenset({1}),))
     return replace(obs, domains=tuple(
         replace(d, pinning=own if d.is_dom0 else rest) for d in obs.domains
     ))  # fmt: skip
+
+
+def pinned_by_xvrd(obs: Observation, context: PolicyContext = CONTEXT) -> PolicyContext:
+    """``context`` where xvrd set every known affinity of ``obs``, each unpinned before."""
+    return replace(context, original_pinnings={
+        d.uuid: Pinning((obs.cpu_ids,) * d.vcpus) for d in obs.domains if d.pinning.vcpus
+    })  # fmt: skip
 
 
 def test_a_give_back_that_hurt_waits_twice_the_cooldown() -> None:
@@ -539,7 +554,7 @@ def test_a_give_back_that_hurt_waits_twice_the_cooldown() -> None:
     in_trial = 0
     for tick in range(GIVE_BACK_AFTER + 4 * COOLDOWN):
         obs = worse if in_trial else good
-        decision = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state)
+        decision = policy.decide(obs, assess(obs, 984.0, 0.5), pinned_by_xvrd(obs), state)
         state = decision.state
         if any(a.reason == "give CPU back: unpin dom0" for a in decision.actions):
             trials.append(tick)
@@ -552,22 +567,45 @@ def test_a_give_back_that_hurt_waits_twice_the_cooldown() -> None:
     assert trials[1] - trials[0] >= 2 * COOLDOWN
 
 
-def test_the_unpin_leaves_alone_what_is_not_pinned() -> None:
-    """Giving CPU back unpins dom0 and the domUs kept off its pCPU, and nothing else: not
-    dom8, whose affinity the host could not report."""
+def test_the_unpin_puts_back_only_what_xvrd_pinned() -> None:
+    """Giving CPU back puts back the affinities xvrd set, and nothing else: not dom7's,
+    which the operator pinned to pCPU 1 (where the pin left it), nor dom8's, which the host
+    could not report."""
     obs = pinned_observation(RATES)
     domains = tuple(replace(d, pinning=Pinning(())) if d.name == "dom8" else d
                     for d in obs.domains)  # fmt: skip
     obs = replace(obs, domains=domains)
+    context = pinned_by_xvrd(obs)
+    context = replace(context, original_pinnings={
+        uuid: p for uuid, p in context.original_pinnings.items() if uuid != "uuid-07"
+    })  # fmt: skip
     state: AdaptiveState | None = replace(AdaptiveState(), accepted=900.0, kept="pin")
     policy = AdaptivePolicy()
     for _ in range(GIVE_BACK_AFTER + 1):
-        decision = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state)
+        decision = policy.decide(obs, assess(obs, 984.0, 0.5), context, state)
         state = decision.state
         if decision.actions:
             break
     unpinned = {a.name for a in decision.actions if isinstance(a, SetPinning)}
-    assert unpinned == {"Domain-0"} | {f"dom{i}" for i in range(1, 8)}
+    assert unpinned == {"Domain-0", "dom9"} | {f"dom{i}" for i in range(1, 7)}
+    assert all(a.pinning == EVERYWHERE for a in decision.actions if isinstance(a, SetPinning))
+
+
+def test_the_pin_keeps_a_domu_the_operator_pinned_within_its_own_cpus() -> None:
+    """Four pCPUs, dom3 pinned by the operator to 2-3 and dom4 to 0-1: pinning dom0 to
+    pCPU 0 leaves dom3 where it was and takes only pCPU 0 from dom4; the others get 1-3."""
+    obs = observation(domus_cpu_pct=40.0, dom0_cpu_pct=24.0, host_cpus=4)
+    by_hand = {"dom3": frozenset({2, 3}), "dom4": frozenset({0, 1})}
+    obs = replace(obs, domains=tuple(
+        replace(d, pinning=Pinning((by_hand[d.name],))) if d.name in by_hand else d
+        for d in obs.domains
+    ))  # fmt: skip
+    actions = [a for d in after_a_kept_raise(obs, RESIDUAL_WINDOW + 1) for a in d.actions]
+    pins = {a.name: a.pinning.vcpus[0] for a in actions if isinstance(a, SetPinning)}
+    assert pins.pop("Domain-0") == {0}
+    assert "dom3" not in pins
+    assert pins.pop("dom4") == {1}
+    assert set(pins.values()) == {frozenset({1, 2, 3})}
 
 
 def _weights_set_for_dom1(context: PolicyContext, ticks: int = 20) -> list[int]:
@@ -800,7 +838,7 @@ def test_dom0_is_never_lowered_below_the_weight_xvrd_found() -> None:
     light traffic nor a long quiet spell with little idle lowers it. With 1024 recorded as
     the weight xvrd found, the policy gives back down to that and no further."""
     light = observation(domus_cpu_pct=4.0, dom0_cpu_pct=5.0, rates=(20.0, 20.0))
-    busy = observation(domus_cpu_pct=73.0, dom0_cpu_pct=25.0, rates=(123.0,) * 8)
+    busy = with_burner(observation(domus_cpu_pct=70.0, dom0_cpu_pct=25.0, rates=(123.0,) * 8))
     found = replace(CONTEXT, original_weights={"uuid-00": 1024})
     assert _dom0_weights_set([light] * 3, CONTEXT) == []
     assert _dom0_weights_set([busy] * (GIVE_BACK_AFTER + 3), CONTEXT) == []
@@ -813,6 +851,21 @@ def test_a_manual_dom0_weight_does_not_keep_the_policys_pin() -> None:
     """Giving CPU back unpins dom0 whether or not the operator set dom0's weight."""
     obs = pinned_observation(RATES)
     manual = replace(CONTEXT, manual=frozenset({"uuid-00"}))
-    for context in (CONTEXT, manual):
+    for context in (pinned_by_xvrd(obs), pinned_by_xvrd(obs, manual)):
         actions = [a for d in drive([obs] * (GIVE_BACK_AFTER + 2), context) for a in d.actions]
         assert any(isinstance(a, SetPinning) and a.name == "Domain-0" for a in actions)
+
+
+def test_no_cpu_is_given_back_when_no_domu_would_use_it() -> None:
+    """Every domU moves traffic and uses a share of what it could, the CPU nearly all in use:
+    giving back the pin or the raise could only lose what it won, so neither is tried. A
+    CPU-bound neighbour is what makes the give-back worth trying."""
+    pinned = pinned_observation(RATES)
+    network_only = replace(pinned, domains=pinned.domains[:-1])
+    raised = observation(domus_cpu_pct=73.0, dom0_cpu_pct=25.0, rates=(123.0,) * 8)
+    found = replace(CONTEXT, original_weights={"uuid-00": 1024})
+    ticks = 4 * GIVE_BACK_AFTER
+    assert [d.actions for d in drive([network_only] * ticks, pinned_by_xvrd(pinned))] == [
+        ()
+    ] * ticks
+    assert _dom0_weights_set([_with_weight(raised, "Domain-0", 1536)] * ticks, found) == []

@@ -1138,3 +1138,25 @@ def test_removing_dom0s_manual_weight_leaves_the_policys_pinning(
     assert next(d for d in backend.host.domains() if d.name == "dom1").pinning == (
         frozenset({0, 1}),
     )
+
+
+def test_the_policy_is_told_which_affinities_xvrd_set(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """What giving back the pin may put back: dom0's and dom1's affinities, which xvrd set,
+    and not dom2's, which the operator set over xvrd's."""
+    daemon = Daemon(settings, backend)
+    own, rest = Pinning((frozenset({0}),)), Pinning((frozenset({1}),))
+    for uuid, name, pinning in (
+        (DOM0_UUID, "Domain-0", own),
+        (uuid_of(backend, "dom1"), "dom1", rest),
+        (uuid_of(backend, "dom2"), "dom2", rest),
+    ):
+        daemon.actuator.set_pinning(uuid, name, pinning, "the policy's pin")
+    backend.host.set_pinning(backend.host.domain(2).domid, [frozenset({0})])  # by hand
+    ticks(daemon, backend, 1)
+    assert daemon.observation is not None
+    context = daemon._context(daemon.observation)
+    everywhere = Pinning((frozenset({0, 1}),))
+    dom1 = uuid_of(backend, "dom1")
+    assert context.original_pinnings == {DOM0_UUID: everywhere, dom1: everywhere}

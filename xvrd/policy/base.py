@@ -57,6 +57,10 @@ class PolicyContext:
     # that still have the weight xvrd set (not one set by hand since): what survives a crash
     # of the daemon, unlike the policy's own memory.
     original_weights: Mapping[str, int] = field(default_factory=dict)
+    # Affinities xvrd set, undone (UUID -> each vCPU's affinity before xvrd, where the host
+    # still holds xvrd's; one pinned by hand since keeps its own): what giving back the
+    # policy's pin puts back. A domain xvrd never pinned is not in it.
+    original_pinnings: Mapping[str, Pinning] = field(default_factory=dict)
     # dom0 is pinned, and not by xvrd: the host's own affinity (Xen's dom0_vcpus_pin at
     # boot, an operator's xl vcpu-pin). The policy neither unpins it nor moves domUs for it.
     dom0_pinned_by_host: bool = False

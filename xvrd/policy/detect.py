@@ -139,6 +139,22 @@ def cpu_bound_without_traffic(obs: Observation, assessment: Assessment) -> list[
     )
 
 
+def wanting_cpu(obs: Observation, assessment: Assessment) -> list[DomainRates]:
+    """domUs that would use CPU given back to them: those moving no traffic that use
+    some (a CPU-bound neighbour), and network-active ones using all their vCPUs allow. A
+    network domU using a share of what it could is limited by its traffic, not the CPU."""
+    active = set(assessment.network_active)
+    return sorted(
+        (
+            d
+            for d in obs.domus()
+            if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT
+            and (d.uuid not in active or (d.cpu_pct or 0.0) >= DOM0_BUSY * cpus_pct(obs, d.vcpus))
+        ),
+        key=lambda d: d.uuid,
+    )
+
+
 def detect(
     obs: Observation,
     assessment: Assessment,
