@@ -29,10 +29,12 @@ shared fairly. It changes one thing at a time and judges it:
    pCPUs: the domUs' wake-ups on dom0's pCPU still delay it, and alone there nothing does.
    That small gain is measured over more ticks.
 4. *Giving CPU back.* When the findings have been gone for ``GIVE_BACK_AFTER`` ticks, dom0's
-   weight is above the default (or dom0 is pinned) and the domUs could use the CPU (little
-   idle), the policy unpins or halves the weight (only if half still earns what dom0
-   uses), again keeping it only if nothing suffers. A dom0 pinning the host made (at boot,
-   by hand) is left as it is.
+   weight is above the one xvrd found (or xvrd pinned dom0) and a domU would use the CPU
+   (little idle, and a domU using CPU without moving traffic, or a network domU using all
+   its vCPUs allow; `wanting_cpu`), the policy unpins (putting back only the affinities
+   xvrd set) or halves the weight (only if half still earns what dom0 uses, never below
+   the weight found), again keeping it only if nothing suffers. A dom0 pinning the host
+   made (at boot, by hand) is left as it is.
 5. *Crowded-out domUs.* A network domU among CPU-bound domUs is runnable most of the time,
    seldom wakes with BOOST and queues behind them: dom0's weight cannot help it. On that
    finding the policy doubles the domU's own weight (and dom0's to its estimate in the
