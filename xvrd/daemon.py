@@ -651,10 +651,13 @@ class Daemon:
     ) -> None:
         rest = self.host.cpu_ids - cpus
         for d in domains:
-            target = cpus if d.is_dom0 else rest
-            self.actuator.set_pinning(
-                d.uuid, d.name, Pinning((target,) * d.vcpus), "manual dom0 pinning"
-            )
+            if d.is_dom0:
+                target = Pinning((cpus,) * d.vcpus)
+            else:
+                # Off dom0's CPUs only: a domU pinned to some of the others stays on those.
+                now = d.pinning if isinstance(d, DomainRates) else self.backend.get_pinning(d.uuid)
+                target = now.within(rest, d.vcpus)
+            self.actuator.set_pinning(d.uuid, d.name, target, "manual dom0 pinning")
 
     def unpin_dom0(self) -> str:
         def run() -> str:

@@ -1160,3 +1160,37 @@ def test_the_policy_is_told_which_affinities_xvrd_set(
     everywhere = Pinning((frozenset({0, 1}),))
     dom1 = uuid_of(backend, "dom1")
     assert context.original_pinnings == {DOM0_UUID: everywhere, dom1: everywhere}
+
+
+def test_pin_dom0_takes_only_dom0s_cpus_from_a_domu_the_operator_pinned(
+    settings: Settings,
+) -> None:
+    """Four pCPUs: a pinned by hand to 0-1, b to 2, c unpinned. pin-dom0 0 leaves a on 1
+    and b on 2, and moves c to 1-3; unpin-dom0 puts back what it changed."""
+    scenario = parse_scenario(
+        {
+            "name": "pinned-by-hand",
+            "host": {"pcpus": 4},
+            "domains": [
+                {"name": "a", "workload": "receive", "pinning": [0, 1]},
+                {"name": "b", "workload": "receive", "pinning": [2]},
+                {"name": "c", "workload": "receive"},
+            ],
+        },
+        "test",
+    )
+    backend = SimulatorBackend.from_scenario(scenario, speed=None)
+    daemon = Daemon(settings, backend)
+
+    def pins() -> dict[str, frozenset[int]]:
+        return {d.name: d.pinning[0] for d in backend.host.domains()}
+
+    before = pins()
+    daemon.pin_dom0(frozenset({0}))
+    assert pins() == {
+        "Domain-0": {0}, "a": {1}, "b": {2}, "c": {1, 2, 3}
+    }  # fmt: skip
+    ticks(daemon, backend, 2)  # held as it is: nothing on dom0's CPU
+    assert pins()["b"] == {2}
+    daemon.unpin_dom0()
+    assert pins() == before

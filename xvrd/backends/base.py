@@ -148,6 +148,13 @@ class Pinning:
         gets every online CPU, as Xen does to a vCPU whose last CPU is taken offline."""
         return Pinning(tuple(cpus if cpus & online else online for cpus in self.vcpus))
 
+    def within(self, cpus: frozenset[int], vcpus: int) -> Pinning:
+        """Each of ``vcpus`` vCPUs kept to ``cpus``: on those of its CPUs among them (a
+        domain the operator pinned to some of them stays there), or on all of them where it
+        has none there or its affinity is unknown."""
+        own = self.vcpus if len(self.vcpus) == vcpus else (cpus,) * vcpus
+        return Pinning(tuple((c & cpus) or cpus for c in own))
+
     def is_pinned(self, online: frozenset[int]) -> bool:
         """Some vCPU is kept off an online CPU. Offline CPUs in an affinity do not count:
         Xen and libvirt report an unpinned vCPU with every CPU the map can hold set."""

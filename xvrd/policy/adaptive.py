@@ -810,7 +810,7 @@ class AdaptivePolicy:
         change: list[Action] = []
         revert: list[Action] = []
         for d in sorted(obs.domains, key=lambda d: d.uuid):
-            target = Pinning((own,) * d.vcpus) if d.is_dom0 else _off(d, rest)
+            target = Pinning((own,) * d.vcpus) if d.is_dom0 else d.pinning.within(rest, d.vcpus)
             if d.pinning != target:
                 change.append(SetPinning(d.uuid, d.name, target, reason))
                 revert.append(SetPinning(d.uuid, d.name, d.pinning, "pinning did not help"))
@@ -895,15 +895,9 @@ class AdaptivePolicy:
         if not rest:
             return ()
         return tuple(
-            SetPinning(d.uuid, d.name, _off(d, rest), "keep domUs off dom0's pCPU")
+            SetPinning(
+                d.uuid, d.name, d.pinning.within(rest, d.vcpus), "keep domUs off dom0's pCPU"
+            )
             for d in sorted(obs.domus(), key=lambda d: d.uuid)
             if any(c & own for c in d.pinning.vcpus)
         )
-
-
-def _off(d: DomainRates, rest: frozenset[int]) -> Pinning:
-    """``d``'s affinity within ``rest``, the online pCPUs but dom0's: a domU the
-    operator pinned to some of those stays on them; one left with none, or whose affinity
-    is unknown, gets them all."""
-    vcpus = d.pinning.vcpus if len(d.pinning.vcpus) == d.vcpus else (rest,) * d.vcpus
-    return Pinning(tuple((c & rest) or rest for c in vcpus))
