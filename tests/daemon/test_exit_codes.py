@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -118,3 +119,28 @@ def test_a_host_error_at_start_is_one_line_and_exit_69(
         "xvrd: cannot read the host: libvirt error 1: internal error: libxl went away\n"
     )
     assert not (state / "state.json").exists()
+
+
+def test_a_socket_path_that_cannot_be_used_is_refused_before_the_host_is_touched(
+    tmp_path: Path,
+) -> None:
+    """The socket path is a regular file: exit 78 with the saved override not applied (the
+    socket used to be made after reconcile had applied it), the file left as it was."""
+    from simulator.host import SimulatedHost
+    from simulator.scenario import load_scenario
+
+    from .conftest import SCENARIOS
+
+    dom1 = SimulatedHost(load_scenario(SCENARIOS / "receive-4.toml")).domains()[1]
+    state = tmp_path / "state"
+    state.mkdir()
+    saved = {"version": 2, "overrides": {dom1.uuid: {"name": "dom1", "weight": 999}}}
+    (state / "state.json").write_text(json.dumps(saved))
+    not_a_socket = tmp_path / "file"
+    not_a_socket.write_text("mine\n")
+    config = simulator_config(tmp_path / "x.toml", state, not_a_socket)
+    r = run("run", "--config", str(config))
+    assert r.returncode == 78, r.stderr
+    assert "not a socket" in r.stderr
+    assert "setting changed" not in r.stdout + r.stderr
+    assert not_a_socket.read_text() == "mine\n"

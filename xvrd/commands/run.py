@@ -27,6 +27,7 @@ from xvrd.backends.base import BackendError, BackendUnavailable, Unsupported
 from xvrd.backends.factory import make_backend
 from xvrd.commands import path_argument
 from xvrd.config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
+from xvrd.control.server import ControlServer, SocketSetupError
 from xvrd.daemon import Daemon
 from xvrd.exits import EX_CONFIG, EX_UNAVAILABLE
 from xvrd.logs import configure_logging
@@ -199,15 +200,35 @@ def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
     # One look in advise mode changes nothing at all: not even the saved overrides a
     # restart would apply again (the daemon they belong to applies them when it starts).
     daemon.actuator.dry_run = args.once and settings.mode == "advise"
+    server = None
+    if not args.once:
+        try:
+            server = ControlServer(
+                settings.socket_path,
+                daemon,
+                socket_group=settings.socket_group or None,
+                admin_group=settings.admin_group or None,
+            )
+            server.bind()  # before reconcile: a socket path that cannot be used touches nothing
+        except SocketSetupError as exc:
+            daemon.backend.close()
+            return _refuse(EX_CONFIG, str(exc))
     try:
         daemon.reconcile()
     except BackendError as exc:
-        return _refuse(EX_UNAVAILABLE, f"cannot reconcile with the host: {exc}")
+        return _unbind(server, _refuse(EX_UNAVAILABLE, f"cannot reconcile with the host: {exc}"))
     except StateError as exc:
-        return _refuse(EX_CONFIG, str(exc))
-    if args.once:
+        return _unbind(server, _refuse(EX_CONFIG, str(exc)))
+    if server is None:
         return _once(daemon, settings)
-    return serve(daemon, settings)
+    return serve(daemon, settings, server)
+
+
+def _unbind(server: ControlServer | None, code: int) -> int:
+    """Remove the socket of a start that went no further; returns ``code``."""
+    if server is not None:
+        server.close()
+    return code
 
 
 def _once(daemon: Daemon, settings: Settings) -> int:
@@ -229,11 +250,10 @@ def _wait_one_interval(daemon: Daemon, settings: Settings) -> None:
         time.sleep(settings.interval_s)
 
 
-def serve(daemon: Daemon, settings: Settings) -> int:
-    """Run until SIGTERM, SIGINT or SIGHUP. Returns the process exit code."""
+def serve(daemon: Daemon, settings: Settings, server: ControlServer) -> int:
+    """Serve on ``server`` (bound) and tick until SIGTERM, SIGINT or SIGHUP. Returns the
+    process exit code."""
     from apscheduler.schedulers.background import BackgroundScheduler
-
-    from xvrd.control.server import ControlServer, SocketSetupError
 
     stop = threading.Event()
 
@@ -262,17 +282,7 @@ def serve(daemon: Daemon, settings: Settings) -> int:
                 watchdog.tick_finished()
         notify(f"STATUS={daemon.status_line()}")
 
-    try:
-        server = ControlServer(
-            settings.socket_path,
-            daemon,
-            socket_group=settings.socket_group or None,
-            admin_group=settings.admin_group or None,
-        )
-        server.start()
-    except SocketSetupError as exc:
-        daemon.shutdown()
-        return _refuse(EX_CONFIG, str(exc))
+    server.start()
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
         job,

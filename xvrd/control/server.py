@@ -98,9 +98,9 @@ class _RequestTooLarge(Exception):
 class ControlServer:
     """Serves the control protocol on a Unix socket until `close`.
 
-    Construction only checks the configuration; `start` creates the socket and the serving
-    thread (no thread is started from ``__init__``). Use as a context manager, or call
-    `start` and `close`.
+    Construction only checks the configuration; `bind` creates the socket, `start` (binding
+    first if need be) the serving thread (no thread is started from ``__init__``). Use as a
+    context manager, or call `start` and `close`.
     """
 
     def __init__(
@@ -135,11 +135,18 @@ class ControlServer:
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    def bind(self) -> None:
+        """Create the socket; a client connecting waits in its backlog until `start`. The
+        daemon binds before it touches the host, so a socket path that cannot be used is
+        refused with the host as it was."""
+        if self._listener is None:
+            self._listener = self._bind()
+
     def start(self) -> None:
-        """Create the socket and start serving in a background thread."""
-        if self._listener is not None:
+        """Create the socket if `bind` has not, and start serving in a background thread."""
+        if self._accept_thread is not None:
             raise RuntimeError("control server already started")
-        self._listener = self._bind()
+        self.bind()
         self._wake_r, self._wake_w = os.pipe()
         self._accept_thread = threading.Thread(
             target=self._accept_loop, name="xvrd-control", daemon=True
@@ -152,8 +159,8 @@ class ControlServer:
         if self._listener is None or self._stopping.is_set():
             return
         self._stopping.set()
-        os.write(self._wake_w, b"x")
         if self._accept_thread is not None:
+            os.write(self._wake_w, b"x")
             self._accept_thread.join(timeout=5)
         with self._conns_lock:
             open_conns = list(self._conns.items())
@@ -163,8 +170,9 @@ class ControlServer:
         for _conn, thread in open_conns:
             thread.join(timeout=5)
         self._listener.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        if self._accept_thread is not None:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
         self._remove_socket_file()
 
     def __enter__(self) -> ControlServer:
