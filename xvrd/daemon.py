@@ -110,11 +110,13 @@ class Daemon:
         """
         with self.lock:
             boot = self.host.boot_id
+            rebooted = 0
             if boot and self.state.boot_id and boot != self.state.boot_id:
-                if self.state.originals:
+                rebooted = len(self.state.originals)
+                if rebooted:
                     log.warning(
                         "host rebooted since the originals were recorded: forgetting them",
-                        originals=len(self.state.originals),
+                        originals=rebooted,
                     )
                 self.state.originals.clear()
             if boot:
@@ -147,7 +149,7 @@ class Daemon:
                 overrides=len(self.state.overrides),
                 dom0_pin=self.state.dom0_pin,
                 held=self.state.hold is not None,
-                forgotten=len(gone),
+                forgotten=rebooted + len(gone),
             )
 
     def _settle_legacy(self) -> None:

@@ -115,6 +115,9 @@ class StateStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / self.FILENAME
+        # A look that must change nothing (`xvrd run --once --mode advise`): saves are
+        # skipped, and the file stays as the daemon it belongs to left it.
+        self.read_only = False
 
     def load(self) -> PersistedState:
         """The saved state, or an empty one if there is none yet."""
@@ -141,6 +144,8 @@ class StateStore:
     def save(self, state: PersistedState) -> None:
         """Write atomically: readers see the old file or the new one, never half of one.
         Raises StateError when the directory or the file cannot be written."""
+        if self.read_only:
+            return
         try:
             self._write(state)
         except OSError as exc:

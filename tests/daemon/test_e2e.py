@@ -197,8 +197,9 @@ def _once(config: Path, *extra: str) -> dict[str, Any]:
 
 def test_once_in_advise_mode_leaves_even_saved_overrides_unapplied(tmp_path: Path) -> None:
     """A daemon that died with an override and a dom0 pinning saved: `--once --mode advise`
-    lists re-applying them as not applied and records no original; `--once` in auto mode
-    applies them, as the daemon's restart would."""
+    lists re-applying them as not applied and leaves the state file as it was (not even
+    forgetting an earlier boot's original); `--once` in auto mode applies them, as the
+    daemon's restart would."""
     state_dir = tmp_path / "state"
     config = simulator_config(
         tmp_path / "xvrd.toml", state_dir, tmp_path / "xvrd.sock",
@@ -207,7 +208,12 @@ def test_once_in_advise_mode_leaves_even_saved_overrides_unapplied(tmp_path: Pat
     host = SimulatedHost(load_scenario(SCENARIO), seed=0)  # the daemon's host, seed 0
     uuid = next(d.uuid for d in host.domains() if d.name == "dom2")
     state_dir.mkdir()
-    saved = {"overrides": {uuid: {"name": "dom2", "weight": 1024}}, "dom0_pin": [0]}
+    saved = {
+        "overrides": {uuid: {"name": "dom2", "weight": 1024}},
+        "dom0_pin": [0],
+        "originals": {uuid: {"name": "dom2", "weight": 256}},
+        "boot_id": "an-earlier-boot",
+    }
     (state_dir / "state.json").write_text(json.dumps(saved))
 
     advised = _once(config, "--mode", "advise")
@@ -217,7 +223,7 @@ def test_once_in_advise_mode_leaves_even_saved_overrides_unapplied(tmp_path: Pat
     not_applied = {(a["domain"], a["setting"]) for a in advised["actions"] if not a["applied"]}
     assert {("dom2", "weight"), ("Domain-0", "pinning")} <= not_applied
     assert not any(a["applied"] for a in advised["actions"])
-    assert json.loads((state_dir / "state.json").read_text())["originals"] == {}
+    assert (state_dir / "state.json").read_text() == json.dumps(saved)
 
     applied = _once(config)
     assert {d["name"]: d["weight"] for d in applied["domains"]}["dom2"] == 1024

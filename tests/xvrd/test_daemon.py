@@ -1194,3 +1194,23 @@ def test_pin_dom0_takes_only_dom0s_cpus_from_a_domu_the_operator_pinned(
     assert pins()["b"] == {2}
     daemon.unpin_dom0()
     assert pins() == before
+
+
+@pytest.mark.usefixtures("default_logging")
+def test_originals_forgotten_for_a_reboot_are_counted_as_forgotten(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    from structlog.testing import capture_logs
+
+    settings.state_dir.mkdir(parents=True)
+    saved = {
+        "version": 2,
+        "boot_id": "an-earlier-boot",
+        "originals": {uuid_of(backend, "dom1"): {"name": "dom1", "weight": 256}},
+    }
+    (settings.state_dir / "state.json").write_text(json.dumps(saved))
+    daemon = Daemon(settings, backend)
+    with capture_logs() as logs:
+        daemon.reconcile()
+    done = next(e for e in logs if e["event"] == "reconciled with saved state")
+    assert (done["originals"], done["forgotten"]) == (0, 1)

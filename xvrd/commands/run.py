@@ -198,8 +198,11 @@ def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
         # traceback, and the exit code systemd retries on (it may pass, as a lost host does).
         return _refuse(EX_UNAVAILABLE, f"cannot read the host: {exc}")
     # One look in advise mode changes nothing at all: not even the saved overrides a
-    # restart would apply again (the daemon they belong to applies them when it starts).
-    daemon.actuator.dry_run = args.once and settings.mode == "advise"
+    # restart would apply again (the daemon they belong to applies them when it starts),
+    # nor the state file, which reconcile would otherwise rewrite.
+    if args.once and settings.mode == "advise":
+        daemon.actuator.dry_run = True
+        daemon.store.read_only = True
     server = None
     if not args.once:
         try:
