@@ -484,11 +484,14 @@ def test_a_verdict_compares_like_with_like_and_says_what_was_not_put_back() -> N
     judged against; a raise whose undo meets a manual weight says so."""
     policy = AdaptivePolicy()
     state: AdaptiveState | None = None
-    fair = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0, rates=(120.0,) * 8)
-    starved = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0,
-                          rates=(300.0, 280.0, 200.0, 80.0, 30.0, 15.0, 10.0, 5.0))  # fmt: skip
-    worse = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0,
-                        rates=(400.0, 200.0, 60.0, 20.0, 10.0, 5.0, 3.0, 2.0))  # fmt: skip
+
+    def at_1024(rates: tuple[float, ...]) -> Observation:  # a raise can still earn more
+        obs = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0, rates=rates)
+        return _with_weight(obs, "Domain-0", 1024)
+
+    fair = at_1024((120.0,) * 8)
+    starved = at_1024((300.0, 280.0, 200.0, 80.0, 30.0, 15.0, 10.0, 5.0))
+    worse = at_1024((400.0, 200.0, 60.0, 20.0, 10.0, 5.0, 3.0, 2.0))
     for obs in (fair, fair, starved, worse, worse):
         state = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state).state
         if isinstance(state, AdaptiveState) and state.trial is not None:
@@ -501,8 +504,7 @@ def test_a_verdict_compares_like_with_like_and_says_what_was_not_put_back() -> N
     assert abs(aggregate * jain - trial.baseline) <= 0.05 * trial.baseline  # not 0.36: one tick
     manual = replace(CONTEXT, manual=frozenset({"uuid-00"}))
     verdict = None
-    worst = observation(domus_cpu_pct=30.0, dom0_cpu_pct=47.0,
-                        rates=(500.0, 50.0, 10.0, 5.0, 3.0, 2.0, 1.0, 1.0))  # fmt: skip
+    worst = at_1024((500.0, 50.0, 10.0, 5.0, 3.0, 2.0, 1.0, 1.0))
     for _ in range(SETTLE + MEASURE):
         decision = policy.decide(worst, assess(worst, 984.0, 0.5), manual, state)
         state = decision.state
@@ -632,9 +634,13 @@ def test_a_raise_found_above_the_recorded_original_is_given_back() -> None:
 def test_a_trial_during_which_quiet_domus_start_moving_traffic_ends_unjudged() -> None:
     """Flows starting in domUs that had moved nothing make the trial's baseline other
     traffic: the change stays, as when domains come or go, instead of being blamed."""
-    starting = observation(domus_cpu_pct=20.0, rates=(500.0, 300.0, 60.0) + (0.0,) * 5)
-    everyone = observation(domus_cpu_pct=20.0, rates=(50.0,) * 8)
-    fewer = observation(domus_cpu_pct=20.0, rates=(300.0, 200.0, 40.0) + (0.0,) * 5)
+
+    def at_1024(rates: tuple[float, ...]) -> Observation:  # a raise can still earn more
+        return _with_weight(observation(domus_cpu_pct=20.0, rates=rates), "Domain-0", 1024)
+
+    starting = at_1024((500.0, 300.0, 60.0) + (0.0,) * 5)
+    everyone = at_1024((50.0,) * 8)
+    fewer = at_1024((300.0, 200.0, 40.0) + (0.0,) * 5)
     for later, put_back in ((everyone, False), (fewer, True)):
         decisions = drive([starting] * PERSIST + [later] * (SETTLE + MEASURE + 1), CONTEXT)
         reasons = [a.reason for d in decisions for a in d.actions]
@@ -869,3 +875,31 @@ def test_no_cpu_is_given_back_when_no_domu_would_use_it() -> None:
         ()
     ] * ticks
     assert _dom0_weights_set([_with_weight(raised, "Domain-0", 1536)] * ticks, found) == []
+
+
+def test_no_raise_when_dom0s_share_already_covers_its_vcpus() -> None:
+    """dom0 at 4096 against eight domUs at 256 earns two thirds of a two-pCPU host, more
+    than its one vCPU can use: a raise would change nothing. The collapse says so, and the
+    policy pins dom0 instead (or, where it cannot pin, leaves the host alone)."""
+    collapsed = observation(domus_cpu_pct=20.0, rates=(60.0,) * 8)
+    decisions = drive([collapsed] * (PERSIST + 2), CONTEXT)
+    finding = next(f for f in decisions[-1].findings if f.kind == "collapse")
+    assert "against 50 % its vCPUs allow" in finding.summary
+    assert finding.evidence["dom0_limit"] == "vcpus"
+    actions = [a for d in decisions for a in d.actions]
+    assert actions
+    assert all(isinstance(a, SetPinning) for a in actions)
+    cannot = replace(CONTEXT, can_pin_dom0=False)
+    assert [a for d in drive([collapsed] * 200, cannot) for a in d.actions] == []
+
+
+def test_a_dom0_alone_on_its_own_pcpu_is_not_short_of_credit() -> None:
+    """Pinned to pCPU 0 with every domU kept off it, dom0 gets that pCPU whatever the
+    weights: at Xen's default weight, using half of it, it is short of nothing, and no
+    collapse is found however low the throughput."""
+    obs = pinned_observation(tuple(r / 2 for r in RATES))
+    obs = replace(
+        obs, domains=(replace(obs.domains[0], weight=256, cpu_pct=25.0), *obs.domains[1:])
+    )
+    decision = drive([obs], CONTEXT)[0]
+    assert not [f for f in decision.findings if f.kind in ("collapse", "dom0-starved")]

@@ -623,15 +623,25 @@ class AdaptivePolicy:
                 and load.cpu_pct <= DOM0_FITS * 100.0 / obs.host_cpus
             )
             # A failed raise is tried again once its cooldown is over, unless pinning (the
-            # other lever, tried at once after it) is there to try instead.
-            raise_allowed = not raise_failed or (st.cooldown == 0 and not can_pin)
+            # other lever, tried at once after it) is there to try instead. No raise when
+            # dom0's share already covers all its vCPUs can use (or nothing shares its
+            # pCPUs): it would change nothing, and be put back after every cooldown.
+            raise_allowed = load.weight_can_help and (
+                not raise_failed or (st.cooldown == 0 and not can_pin)
+            )
             if weight_free and target > dom0.weight and raise_allowed:
                 return self._weight_trial(dom0, target, "raise", evidence, baseline)
-            if can_pin and (dom0.weight >= PIN_FROM_WEIGHT or not weight_free or raise_failed):
+            if can_pin and (
+                dom0.weight >= PIN_FROM_WEIGHT
+                or not weight_free
+                or raise_failed
+                or not load.weight_can_help
+            ):
                 change, trial = self._pin_trial(obs, baseline, evidence)
-                if raise_failed:
-                    # What weights left over is small next to a tick's noise, as for the
-                    # residual pin below: measured as long, kept on as small a gain.
+                if raise_failed or not load.weight_can_help:
+                    # What weights left over (or cannot reach) is small next to a tick's
+                    # noise, as for the residual pin below: measured as long, kept on as
+                    # small a gain.
                     trial = replace(trial, measure=RESIDUAL_MEASURE, gain=RESIDUAL_GAIN)
                 return change, trial
             return None
@@ -669,7 +679,13 @@ class AdaptivePolicy:
         # The policy lowers only what it raised: never below the weight dom0 had before xvrd
         # changed it (the operator's, or Xen's default), nor at all when it never did.
         floor = wr.clamp(context.original_weights.get(dom0.uuid, dom0.weight))
-        if joined and load.busy and load.credit_bound and estimate > dom0.weight * 1.5:
+        if (
+            joined
+            and load.busy
+            and load.credit_bound
+            and load.weight_can_help
+            and estimate > dom0.weight * 1.5
+        ):
             # More domUs to serve and dom0 already uses what its weight earns: the new flows
             # are still ramping up, so waiting for a finding only lets them starve first.
             reason = (

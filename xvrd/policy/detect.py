@@ -42,14 +42,22 @@ CPU_ACTIVE_PCT = 0.5
 DOMU_SHORT = 0.8
 
 
+#: What bounds what dom0 can get (`Dom0Load.limit`), as status and the log put it.
+LIMITS = {"weight": "its weight earns", "vcpus": "its vCPUs allow", "pcpus": "its own pCPUs allow"}
+
+
 @dataclass(frozen=True, slots=True)
 class Dom0Load:
-    """How dom0 stands: its CPU, what its vCPUs allow, what its weight earns it."""
+    """How dom0 stands: its CPU, what its vCPUs allow, what it can get and what bounds that."""
 
     cpu_pct: float
     capacity_pct: float  # what dom0's vCPUs could use, % of the host
-    due_pct: float  # its weight's share of the host among CPU-active domains
+    due_pct: float  # what it can get: its weight's share among CPU-active domains, at most
+    # its capacity, and all of that when it runs alone on pCPUs of its own
     weight: int
+    # "weight": a higher weight would earn it more; "vcpus": its share already covers all
+    # its vCPUs can use; "pcpus": pinned where no domU may run, its weight counts for nothing
+    limit: str = "weight"
 
     @property
     def busy(self) -> bool:
@@ -57,7 +65,12 @@ class Dom0Load:
 
     @property
     def credit_bound(self) -> bool:
+        """Using what it can get: short of credit, or (``limit`` not "weight") of vCPUs."""
         return self.cpu_pct >= DOM0_CREDIT_BOUND * self.due_pct
+
+    @property
+    def weight_can_help(self) -> bool:
+        return self.limit == "weight"
 
 
 def dom0_load(obs: Observation) -> Dom0Load | None:
@@ -68,7 +81,19 @@ def dom0_load(obs: Observation) -> Dom0Load | None:
     # A dom0 pinned to fewer pCPUs than it has vCPUs can use no more than those.
     allowed = frozenset().union(*dom0.pinning.vcpus) & obs.cpu_ids or obs.cpu_ids
     capacity = cpus_pct(obs, min(dom0.vcpus, len(allowed)))
-    return Dom0Load(dom0.cpu_pct, capacity, due_pct(obs, dom0), dom0.weight)
+    share = share_pct(obs, dom0)
+    if _alone_on(obs, allowed):
+        return Dom0Load(dom0.cpu_pct, capacity, capacity, dom0.weight, "pcpus")
+    limit = "weight" if share < capacity else "vcpus"
+    return Dom0Load(dom0.cpu_pct, capacity, min(capacity, share), dom0.weight, limit)
+
+
+def _alone_on(obs: Observation, cpus: frozenset[int]) -> bool:
+    """dom0 is pinned to ``cpus`` and every domU is known to be kept off them: nothing
+    competes with it there, whatever the weights."""
+    return cpus != obs.cpu_ids and all(
+        d.pinning.vcpus and not any(c & cpus for c in d.pinning.vcpus) for d in obs.domus()
+    )
 
 
 def cpus_pct(obs: Observation, cpus: int) -> float:
@@ -88,13 +113,20 @@ def due_pct(
     """What a domain's weight (or ``weight`` instead) earns it, % of the host among CPU-active
     domains, at most what its vCPUs can use. ``active`` is `active_weight` when the caller
     asks for many domains, so a tick stays linear in the number of domains."""
+    if obs.host_cpus < 1:
+        return 0.0
+    return min(cpus_pct(obs, d.vcpus), share_pct(obs, d, weight, active))
+
+
+def share_pct(
+    obs: Observation, d: DomainRates, weight: int | None = None, active: int | None = None
+) -> float:
+    """A domain's weight's share of the host among CPU-active domains, % (100 when no
+    domain is CPU-active), whether or not its vCPUs could use it all."""
     own = d.weight if weight is None else weight
     total = active_weight(obs) if active is None else active
     total += own - (d.weight if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT else 0)
-    if obs.host_cpus < 1:
-        return 0.0
-    capacity = cpus_pct(obs, d.vcpus)
-    return min(capacity, 100.0 * own / total) if total > 0 else capacity
+    return 100.0 * own / total if total > 0 else 100.0
 
 
 def crowded_out(
@@ -186,6 +218,7 @@ def _dom0_evidence(load: Dom0Load, assessment: Assessment) -> dict[str, float | 
     return {
         "dom0_cpu_pct": round(load.cpu_pct, 1),
         "dom0_due_pct": round(load.due_pct, 1),
+        "dom0_limit": load.limit,
         "dom0_weight": load.weight,
         "idle_pct": round(assessment.idle_pct, 1),
     }
@@ -230,8 +263,8 @@ def _collapse(active: list[DomainRates], assessment: Assessment, load: Dom0Load)
     }
     summary = (
         f"aggregate {assessment.aggregate_mbps:.0f} Mb/s ({assessment.efficiency:.0%} of the "
-        f"link) with dom0 at {load.cpu_pct:.0f} % against {load.due_pct:.0f} % its weight "
-        f"earns and {idle:.0f} % of the CPU idle"
+        f"link) with dom0 at {load.cpu_pct:.0f} % against {load.due_pct:.0f} % "
+        f"{LIMITS[load.limit]} and {idle:.0f} % of the CPU idle"
     )
     return Finding(kind, summary, evidence)
 
