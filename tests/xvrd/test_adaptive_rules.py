@@ -452,6 +452,20 @@ def test_a_kept_domu_raise_does_not_count_as_dom0s_raise() -> None:
     assert state.kept == "boost"
 
 
+def test_a_failed_domu_raise_does_not_count_as_dom0s() -> None:
+    """A crowded-out domU's raise that did not help says nothing about dom0's weight: it
+    does not make pinning dom0 the next lever, as a failed raise of dom0's would."""
+    policy, state = crowded_out_trial()
+    raised = replace(CROWDED, domains=(CROWDED.domains[0], replace(NET, weight=512), *BURNERS))
+    reasons = []
+    for _ in range(SETTLE + MEASURE):
+        decision = policy.decide(raised, assess(raised, 984.0, 0.5), CONTEXT, state)
+        state = decision.state
+        reasons += [a.reason for a in decision.actions]
+    assert reasons == ["raise did not help: back to 256"]
+    assert state.failed == "boost"
+
+
 def test_a_domu_raise_left_unjudged_is_still_given_back_later() -> None:
     """A crowded-out domU's raise overtaken by a join stays on the host, so the policy must
     still know it raised that weight, to give it back when the burners are gone."""
@@ -903,3 +917,24 @@ def test_a_dom0_alone_on_its_own_pcpu_is_not_short_of_credit() -> None:
     )
     decision = drive([obs], CONTEXT)[0]
     assert not [f for f in decision.findings if f.kind in ("collapse", "dom0-starved")]
+
+
+def test_a_hold_forgets_the_ticks_counted_towards_giving_back() -> None:
+    """Fourteen quiet ticks, then a long hold: the tick after it is the first of a new
+    count, not the fifteenth that gives CPU back."""
+    obs = pinned_observation(RATES)
+    context = pinned_by_xvrd(obs)
+    held = replace(context, held=True)
+    policy = AdaptivePolicy()
+    state: AdaptiveState | None = replace(AdaptiveState(), accepted=900.0, kept="pin")
+    for _ in range(GIVE_BACK_AFTER - 1):
+        decision = policy.decide(obs, assess(obs, 984.0, 0.5), context, state)
+        assert decision.actions == ()
+        state = decision.state
+    for _ in range(100):
+        state = policy.decide(obs, assess(obs, 984.0, 0.5), held, state).state
+    after = [policy.decide(obs, assess(obs, 984.0, 0.5), context, state)]
+    for _ in range(GIVE_BACK_AFTER):
+        after.append(policy.decide(obs, assess(obs, 984.0, 0.5), context, after[-1].state))
+    given_back = [i for i, d in enumerate(after) if d.actions]
+    assert given_back[:1] == [GIVE_BACK_AFTER - 1]

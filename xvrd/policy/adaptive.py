@@ -358,6 +358,9 @@ class AdaptivePolicy:
                     fairness=(),
                     accepted=None,
                     kept="",
+                    streak=0,
+                    clear=0,
+                    regressed=0,
                 ),
             )
         # A domU that could not be read this tick is still there, not destroyed and then
@@ -570,7 +573,8 @@ class AdaptivePolicy:
             st,
             trial=None,
             failures=failures,
-            failed=trial.purpose,
+            # a domU's raise that failed says nothing of dom0's weight
+            failed="boost" if trial.boost else trial.purpose,
             cooldown=st.cooldown if give_back else COOLDOWN * 2 ** (failures - 1),
             give_back_cooldown=GIVE_BACK_COOLDOWN * 2 ** (failures - 1)
             if give_back
