@@ -344,3 +344,15 @@ def test_a_flood_of_idle_connections_is_bounded(socket_dir: Path, daemon: FakeDa
             except ControlError:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
+
+
+def test_a_connection_closed_without_a_byte_is_a_probe_not_a_refusal(
+    server: ControlServer,
+) -> None:
+    """What a second xvrd does to see whether one listens: no warning in the log."""
+    with capture_logs() as logs:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.connect(str(server.path))
+        probe.close()
+        still_serves(server)
+    assert [e for e in logs if e["event"] == "control request refused"] == []

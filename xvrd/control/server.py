@@ -362,7 +362,9 @@ class ControlServer:
             conn.settimeout(remaining)
             chunk = conn.recv(8192)
             if not chunk:
-                if self._stopping.is_set():
+                if self._stopping.is_set() or not buffer:
+                    # Closed without a byte: a probe (a second xvrd checking whether one
+                    # listens), not a request; nothing to answer or warn about.
                     return None
                 break
             buffer += chunk
