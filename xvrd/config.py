@@ -40,7 +40,10 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     """Everything an operator can set. Runtime state (overrides, hold) lives elsewhere."""
 
-    model_config = SettingsConfigDict(env_prefix="XVRD_", extra="forbid", frozen=True)
+    # nan and inf are refused as what they are, not as out of range ("less than 3600, got nan")
+    model_config = SettingsConfigDict(
+        env_prefix="XVRD_", extra="forbid", frozen=True, allow_inf_nan=False
+    )
 
     backend: Literal["libvirt", "simulator"] = "libvirt"
     """Where the host is: libvirtd (production) or the built-in simulated Xen host."""
@@ -139,6 +142,8 @@ def _config_file(path: Path | None) -> tuple[Path | None, dict[str, Any]]:
     """The config file in effect (``path``, else XVRD_CONFIG, else the default file) and its
     parsed table; (None, {}) when the default file is absent. Errors name the file."""
     explicit = path is not None or "XVRD_CONFIG" in os.environ
+    if path is None and not os.environ.get("XVRD_CONFIG", "unset").strip():
+        raise ConfigError("XVRD_CONFIG is empty: a config file's path, or unset it")
     if path is None:
         path = Path(os.environ.get("XVRD_CONFIG", DEFAULT_CONFIG_PATH))
     try:

@@ -68,6 +68,17 @@ def test_the_socket_path_comes_from_the_config_file(
     assert run(capsys, "status")[0] == 3
 
 
+def test_an_empty_socket_path_variable_is_a_usage_error(
+    server: ControlServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the daemon refuses it: not the default socket (another daemon's, maybe)."""
+    monkeypatch.setenv("XVRD_SOCKET_PATH", " ")
+    code, out, err = run(capsys, "hold")
+    assert code == 2
+    assert "XVRD_SOCKET_PATH is empty" in err
+    assert out == ""
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -74,7 +74,8 @@ def test_bad_value_names_the_key_and_what_is_accepted(
         ("seed = true", "seed: Input should be a valid integer (got True)"),
         ("link_mbps = '1e3'", "link_mbps: Input should be a valid number (got '1e3')"),
         ("state_dir = 5", "state_dir: Input should be a valid string (got 5)"),
-        ("network_active_mbps = inf", "network_active_mbps: Input should be less than or equal"),
+        ("network_active_mbps = inf", "network_active_mbps: Input should be a finite number"),
+        ("interval_s = nan", "interval_s: Input should be a finite number"),
         ("state_dir = ''", "state_dir: must be a path, not empty"),
         ("socket_path = '  '", "socket_path: must be a path, not empty"),
     ],
@@ -98,6 +99,10 @@ def test_a_misspelt_or_empty_variable_is_refused(
     monkeypatch.setenv("XVRD_STATE_DIR", "")
     with pytest.raises(ConfigError, match="XVRD_STATE_DIR: state_dir: must be a path, not empty"):
         load_settings(path)
+    monkeypatch.delenv("XVRD_STATE_DIR")
+    monkeypatch.setenv("XVRD_CONFIG", "")
+    with pytest.raises(ConfigError, match=r"^XVRD_CONFIG is empty: a config file's path"):
+        load_settings()
 
 
 def test_a_config_file_that_cannot_be_reached_is_an_error(tmp_path: Path) -> None:

@@ -195,6 +195,9 @@ def socket_path(args: argparse.Namespace) -> str:
     if args.socket is not None:
         return str(args.socket)
     from_env = os.environ.get(SOCKET_PATH_ENV)
+    if from_env is not None and not from_env.strip():
+        # as the daemon refuses it: taking the default instead could reach another daemon
+        raise ConfigError(f"{SOCKET_PATH_ENV} is empty: the control socket's path, or unset it")
     if from_env:
         return from_env
     configured = configured_socket_path(args.config)
