@@ -601,6 +601,13 @@ class Daemon:
 
     def unset(self, domain: str) -> str:
         def run() -> str:
+            stale = self._stale_override(domain)
+            if stale is not None:
+                uuid, name = stale
+                with self._saved() as state:
+                    del state.overrides[uuid]
+                log.info("override removed", domain=name, running=False)
+                return f"{name}: manual weight removed (not running: nothing to put back)"
             d = self._resolve(domain)
             if d.uuid not in self.state.overrides:
                 raise ControlError("not_found", f"{d.name} has no manual weight")
@@ -613,6 +620,24 @@ class Daemon:
             return f"{d.name}: manual weight removed, original weight back"
 
         return self._guard(run)
+
+    def _stale_override(self, domain: str) -> tuple[str, str] | None:
+        """(UUID, name) of the override ``domain`` names by name or UUID when no running
+        domain answers to it (one destroyed since): it can still be dropped."""
+        matches = [
+            (uuid, o.name)
+            for uuid, o in self.state.overrides.items()
+            if domain in (o.name, uuid) or domain.lower() == uuid
+        ]
+        if not matches:
+            return None
+        try:
+            self._resolve(domain)
+        except ControlError as exc:
+            if exc.code == "not_found":
+                return matches[0]
+            raise
+        return None
 
     def _dom0_pin_refusal(self, cpus: frozenset[int]) -> ControlError | None:
         """Why dom0 cannot be pinned to ``cpus`` on this host, or None: the one rule for
@@ -784,6 +809,7 @@ class Daemon:
                         }
                     )
             hold = self.state.hold
+            running = {d.uuid for d in obs.domains} | set(self.sampler.unreadable) if obs else set()
             age = None if self.last_tick_at is None else self.monotonic() - self.last_tick_at
             return {
                 "version": PROTOCOL_VERSION,
@@ -811,6 +837,17 @@ class Daemon:
                 "unreadable": [
                     {"name": u.name, "domid": u.domid, "uuid": uuid, "error": u.error}
                     for uuid, u in sorted(self.sampler.unreadable.items())
+                ],
+                "overrides": [
+                    {
+                        "name": o.name,
+                        "uuid": uuid,
+                        "weight": o.weight,
+                        "running": (uuid in running) if obs is not None else None,
+                    }
+                    for uuid, o in sorted(
+                        self.state.overrides.items(), key=lambda item: (item[1].name, item[0])
+                    )
                 ],
                 "dom0_cpu_pct": _round(a.dom0_cpu_pct) if a else None,
                 "idle_pct": _round(a.idle_pct) if a else None,

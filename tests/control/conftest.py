@@ -71,6 +71,10 @@ def sample_status() -> dict[str, Any]:
         "aggregate_mbps": 941.0,
         "jain": 0.987,
         "efficiency": 0.96,
+        "overrides": [
+            {"name": "web1", "uuid": "u-web1", "weight": 512, "running": True},
+            {"name": "old9", "uuid": "u-old9", "weight": 4000, "running": False},
+        ],
         "findings": [{"kind": "unfair_rx", "summary": "Jain 0.48 over 8 domUs", "evidence": {}}],
         "actions": [
             {

@@ -1214,3 +1214,34 @@ def test_originals_forgotten_for_a_reboot_are_counted_as_forgotten(
         daemon.reconcile()
     done = next(e for e in logs if e["event"] == "reconciled with saved state")
     assert (done["originals"], done["forgotten"]) == (0, 1)
+
+
+def test_the_override_of_a_domain_that_stopped_is_shown_and_can_be_dropped(
+    settings: Settings,
+) -> None:
+    """The override stays for when the domain starts again; status lists it as not running,
+    and unset by name (or UUID) drops it without asking the host for the domain."""
+    scenario = parse_scenario(
+        {
+            "name": "short-lived",
+            "domains": [
+                {"name": "stays", "workload": "receive"},
+                {"name": "goes", "workload": "receive", "stop_s": 3},
+            ],
+        },
+        "test",
+    )
+    backend = SimulatorBackend.from_scenario(scenario, speed=None)
+    daemon = Daemon(settings, backend)
+    goes = uuid_of(backend, "goes")
+    daemon.set_weight("goes", 4000)
+    ticks(daemon, backend, 2)
+    assert daemon.status()["overrides"] == [
+        {"name": "goes", "uuid": goes, "weight": 4000, "running": False}
+    ]
+    assert "  goes: 4000" in render_status(daemon.status())
+    with pytest.raises(ControlError, match="no running domain named 'stays2'"):
+        daemon.unset("stays2")
+    assert daemon.unset("goes") == "goes: manual weight removed (not running: nothing to put back)"
+    assert daemon.status()["overrides"] == []
+    assert json.loads((settings.state_dir / "state.json").read_text())["overrides"] == {}

@@ -43,8 +43,9 @@ class ControlAPI(Protocol):
         ...
 
     def unset(self, domain: str) -> str:
-        """Drop a manual weight and put the domain's originals back (a manual dom0 pinning
-        still keeps it off dom0's CPUs); the policy may manage it again."""
+        """Drop a manual weight and put the domain's original weight back (its affinity
+        stays); the policy may manage it again. The override of a domain that is not
+        running is dropped by its name or UUID."""
         ...
 
     def pin_dom0(self, cpus: frozenset[int]) -> str:
@@ -82,6 +83,9 @@ STATUS_FIELDS = (
     "dom0_pin",  # manual dom0 pinning: list of CPUs, or null
     "domains",  # list of DOMAIN_FIELDS objects, dom0 first, creation order
     "unreadable",  # running domains the last tick could not read: [{name, domid, uuid, error}]
+    # every manual weight, its domain running or not, by name: [{name, uuid, weight, running
+    # (null before the first tick)}]
+    "overrides",
     "dom0_cpu_pct",
     "idle_pct",
     "aggregate_mbps",

@@ -23,6 +23,7 @@ def render_status(status: dict[str, Any]) -> str:
     lines = [*_header(status, host_cpus), ""]
     lines += _domain_table(status.get("domains"), host_cpus)
     lines += _unreadable(status.get("unreadable"))
+    lines += _absent_overrides(status.get("overrides"))
     lines.append("")
     lines.append(
         "  ".join(
@@ -112,6 +113,20 @@ def _unreadable(unreadable: object) -> list[str]:
                 f"  {_text(u.get('name'))} (ID {_text(u.get('domid'))}): {_text(u.get('error'))}"
             )
     return lines
+
+
+def _absent_overrides(overrides: object) -> list[str]:
+    """Manual weights of domains not running: kept for when they start again, and dropped
+    with `xvrd unset NAME`."""
+    if not isinstance(overrides, list):
+        return []
+    absent = [o for o in overrides if isinstance(o, dict) and o.get("running") is False]
+    if not absent:
+        return []
+    return [
+        "manual weights of domains not running (applied when they start; `xvrd unset` drops one)",
+        *(f"  {_text(o.get('name'))}: {_text(o.get('weight'))}" for o in absent),
+    ]
 
 
 def _table(columns: Sequence[str], rows: list[list[str]]) -> list[str]:
