@@ -222,6 +222,10 @@ class Actuator:
         status shows it among the actions, marked not applied, and the log has it (at most
         every ADVICE_LOG_EVERY_S per domain and setting, with how many were not logged)."""
         record = self._record(name, setting, (old, new), reason, applied=False)
+        # The same advice again (advise mode repeats it every tick) replaces the earlier
+        # entry, so it does not push real changes out of the history status shows.
+        for earlier in [r for r in self.history if _same_advice(r, record)]:
+            self.history.remove(earlier)
         self.history.append(record)
         now = self.monotonic()
         at, repeats = self._advice_logged.get((name, setting), (-ADVICE_LOG_EVERY_S, 0))
@@ -422,4 +426,18 @@ def _noted_pinning(original: Original, now: Pinning, new: Pinning) -> Original:
     ] + recorded[len(current) :]
     return original.model_copy(
         update={"pinning": merged, "pinnings_set": [current, pinning_lists(new)]}
+    )
+
+
+def _same_advice(a: ActionRecord, b: ActionRecord) -> bool:
+    return (
+        not a.applied
+        and not a.error
+        and (a.domain, a.setting, a.old, a.new)
+        == (
+            b.domain,
+            b.setting,
+            b.old,
+            b.new,
+        )
     )

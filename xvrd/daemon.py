@@ -335,7 +335,7 @@ class Daemon:
             d for d in obs.domains if d.uuid in overrides and d.weight != overrides[d.uuid].weight
         ]
         try:
-            self._apply_overrides(astray, "manual override (held)")
+            self._apply_overrides(astray, "manual override (put back)")
         except BackendUnavailable as exc:
             self._lost(exc)
             return False
