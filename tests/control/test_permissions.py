@@ -7,6 +7,8 @@ before it connects, so the server sees a real unprivileged peer through SO_PEERC
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -123,3 +125,21 @@ def test_a_user_outside_the_socket_group_cannot_connect(
     assert result.code == 4
     assert result.stderr.startswith(f"xvrd: permission denied connecting to {path}")
     assert daemon.calls == []
+
+
+def test_the_connections_kept_for_admins_serve_root_not_others(
+    reachable_dir: Path, daemon: FakeDaemon, tmp_path: Path
+) -> None:
+    """The one ordinary slot taken by an idle connection: nobody is told the daemon is
+    busy, root still gets an answer."""
+    path = reachable_dir / "run" / "xvrd.sock"
+    with (
+        ControlServer(path, daemon, socket_group="nogroup", max_connections=1, admin_connections=1),
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle,
+    ):
+        idle.connect(str(path))
+        time.sleep(0.1)  # let the server take it
+        refused = as_nobody(cli("status", "--socket", str(path)), tmp_path)
+        assert refused.code == 1
+        assert "too many connections to the daemon; try again (unavailable)" in refused.stderr
+        assert ControlClient(str(path)).status()["backend"]["kind"] == "simulator"

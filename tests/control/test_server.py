@@ -320,19 +320,27 @@ def test_a_directory_others_may_enter_is_not_regrouped(
 
 
 def test_a_flood_of_idle_connections_is_bounded(socket_dir: Path, daemon: FakeDaemon) -> None:
-    """Beyond max_connections a connection is closed at once; service resumes as they end."""
+    """Beyond max_connections, and the admin_connections kept for those who may change
+    settings (root, here), a connection is told why and closed at once; service resumes as
+    they end."""
     path = socket_dir / "xvrd.sock"
-    with ControlServer(path, daemon, read_timeout_s=0.5, max_connections=2) as server:
-        idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
+    with ControlServer(
+        path, daemon, read_timeout_s=0.5, max_connections=2, admin_connections=1
+    ) as server:
+        idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(3)]
         for conn in idle:
             conn.connect(str(path))
-        time.sleep(0.1)  # let the server take both
+        time.sleep(0.1)  # let the server take all three
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as extra:
             extra.settimeout(5)
             extra.connect(str(path))
             started = time.monotonic()
-            assert extra.recv(100) == b""
+            answer = json.loads(extra.recv(1000))
             assert time.monotonic() - started < 0.4
+        assert answer["error"] == {
+            "code": "unavailable",
+            "message": "too many connections to the daemon; try again",
+        }
         for conn in idle:
             assert b"not complete" in conn.recv(65536)  # cut off at the read timeout
             conn.close()

@@ -42,6 +42,9 @@ SOCKET_MODE = 0o660
 DIRECTORY_MODE = 0o750
 #: Connections served at once; more are closed at once (a flood cannot exhaust threads).
 MAX_CONNECTIONS = 16
+#: More connections for peers that may change settings once those are taken: idle
+#: connections from members of socket_group cannot lock an operator's hold or restore out.
+ADMIN_CONNECTIONS = 4
 #: Seconds a response may take to send before the client is given up on.
 SEND_TIMEOUT_S = 5.0
 
@@ -112,6 +115,7 @@ class ControlServer:
         *,
         read_timeout_s: float = protocol.READ_TIMEOUT_S,
         max_connections: int = MAX_CONNECTIONS,
+        admin_connections: int = ADMIN_CONNECTIONS,
     ) -> None:
         self.path = Path(path)
         self._api = api
@@ -120,6 +124,7 @@ class ControlServer:
         self._socket_gid = _group_id(socket_group) if socket_group is not None else None
         self._api_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._admin_slots = threading.BoundedSemaphore(admin_connections)
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._socket_inode: int | None = None
@@ -272,18 +277,42 @@ class ControlServer:
             conn, _addr = self._listener.accept()
         except OSError:
             return
-        if not self._slots.acquire(blocking=False):
-            log.warning("control request refused", reason="too many connections")
-            conn.close()
-            return
+        slots = self._slots
+        if not slots.acquire(blocking=False):
+            slots = self._admin_slots
+            if not (self._may_change(conn) and slots.acquire(blocking=False)):
+                log.warning("control request refused", reason="too many connections")
+                self._refuse_busy(conn)
+                return
         thread = threading.Thread(
-            target=self._serve_connection, args=(conn,), name="xvrd-control-conn", daemon=True
+            target=self._serve_connection,
+            args=(conn, slots),
+            name="xvrd-control-conn",
+            daemon=True,
         )
         with self._conns_lock:
             self._conns[conn] = thread
         thread.start()
 
-    def _serve_connection(self, conn: socket.socket) -> None:
+    def _may_change(self, conn: socket.socket) -> bool:
+        try:
+            return may_change(peer_credentials(conn), self._admin_group)
+        except OSError:
+            return False
+
+    @staticmethod
+    def _refuse_busy(conn: socket.socket) -> None:
+        """Say why before closing: the client reports it instead of a connection closed
+        without an answer. A fresh socket's buffer takes the few bytes at once."""
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(0.1)
+            conn.sendall(
+                protocol.encode_error(
+                    ControlError("unavailable", "too many connections to the daemon; try again")
+                )
+            )
+
+    def _serve_connection(self, conn: socket.socket, slots: threading.BoundedSemaphore) -> None:
         try:
             with conn:
                 peer = peer_credentials(conn)
@@ -301,7 +330,7 @@ class ControlServer:
         finally:
             with self._conns_lock:
                 self._conns.pop(conn, None)
-            self._slots.release()
+            slots.release()
 
     def _handle(self, conn: socket.socket, peer: Peer) -> bytes | None:
         """The response to send, or None when the connection is to be dropped unanswered."""
