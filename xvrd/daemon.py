@@ -281,10 +281,11 @@ class Daemon:
             context = self._context(obs)
             decision = self.policy.decide(obs, assessment, context, self.policy_state)
             self.policy_state = decision.state
-            self._note_findings(decision.findings)
+            if not decision.partial:
+                self._note_findings(decision.findings)
             if decision.verdict is not None:
                 self._note_verdict(decision.verdict)
-            self.assessment = replace(assessment, findings=decision.findings)
+            self.assessment = replace(assessment, findings=self.findings)
             for action in decision.actions:
                 if not self._apply_policy_action(action, context, obs):
                     break

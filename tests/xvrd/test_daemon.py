@@ -1247,3 +1247,30 @@ def test_the_override_of_a_domain_that_stopped_is_shown_and_can_be_dropped(
     assert daemon.unset("goes") == "goes: manual weight removed (not running: nothing to put back)"
     assert daemon.status()["overrides"] == []
     assert json.loads((settings.state_dir / "state.json").read_text())["overrides"] == {}
+
+
+class FindsThenPartial:
+    """A policy that finds unfairness, then reports a collapse on a partial tick."""
+
+    name = "test"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def decide(
+        self, observation: Observation, assessment: Assessment, context: PolicyContext, state: Any
+    ) -> Decision:
+        self.calls += 1
+        if self.calls == 1:
+            return Decision(findings=(Finding("unfairness", "Jain 0.5", {}),))
+        return Decision(findings=(Finding("collapse", "on partial figures", {}),), partial=True)
+
+
+def test_a_partial_tick_leaves_the_last_findings_standing(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    daemon = Daemon(settings, backend, FindsThenPartial())
+    ticks(daemon, backend, 3)
+    assert [f["kind"] for f in daemon.status()["findings"]] == ["unfairness"]
+    assert daemon.assessment is not None
+    assert [f.kind for f in daemon.assessment.findings] == ["unfairness"]

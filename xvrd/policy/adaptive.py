@@ -399,7 +399,9 @@ class AdaptivePolicy:
             # them: this tick's aggregate and Jain are partial, no evidence for anything.
             # The next tick sees the new set of domains whole.
             survivors = tuple(sorted(set(st.running) & set(running)))
-            return Decision(findings=findings, state=replace(st, running=survivors, left=True))
+            return Decision(
+                findings=findings, state=replace(st, running=survivors, left=True), partial=True
+            )
 
         load = dom0_load(observation)
         # Less fair throughput with dom0 at ease is less traffic (flows ending, senders

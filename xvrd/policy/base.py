@@ -122,6 +122,9 @@ class Decision:
     findings: tuple[Finding, ...] = ()
     state: Any = None
     verdict: Verdict | None = None  # a change judged this tick
+    # The tick's figures are partial (domains destroyed during it took their share of its
+    # traffic): no evidence either way, so the last tick's findings stand, not these.
+    partial: bool = False
 
 
 class Policy(Protocol):
