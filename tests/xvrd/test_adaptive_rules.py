@@ -288,7 +288,9 @@ def test_a_domu_that_could_not_be_read_for_a_tick_is_not_taken_for_gone() -> Non
         domains=tuple(d for d in obs.domains if d.uuid != unread),
         unreadable=frozenset({unread}),
     )
-    state = policy.decide(partial, assess(partial, 984.0, 0.5), CONTEXT, state).state
+    decision = policy.decide(partial, assess(partial, 984.0, 0.5), CONTEXT, state)
+    assert decision.partial  # no evidence for findings either: the last ones stand
+    state = decision.state
     assert isinstance(state, AdaptiveState)
     assert unread in state.running
     assert not state.left
@@ -452,6 +454,16 @@ def test_a_kept_domu_raise_does_not_count_as_dom0s_raise() -> None:
     assert state.kept == "boost"
 
 
+def test_a_crowded_out_domu_is_raised_without_dom0_where_dom0s_weight_cannot_help() -> None:
+    """dom0 short of CPU beside the crowded-out domU, but its weight already earns all its
+    one vCPU can use: the boost raises the domU only."""
+    dom0 = replace(domain(0, 1536, 49.0))
+    crowded = Observation(0, 2.0, TWO_CPUS, (dom0, NET, *BURNERS))
+    decisions = drive([crowded] * 3, CONTEXT)
+    raised = [(a.name, a.weight) for d in decisions for a in d.actions if isinstance(a, SetWeight)]
+    assert raised == [("dom1", 512)]
+
+
 def test_a_failed_domu_raise_does_not_count_as_dom0s() -> None:
     """A crowded-out domU's raise that did not help says nothing about dom0's weight: it
     does not make pinning dom0 the next lever, as a failed raise of dom0's would."""
@@ -535,17 +547,20 @@ def _with_weight(obs: Observation, name: str, weight: int) -> Observation:
     ))  # fmt: skip
 
 
-def with_burner(obs: Observation, cpu_pct: float = 3.0) -> Observation:
-    """``obs`` with a domU that moves no traffic and takes ``cpu_pct`` of the host: one
-    that would use CPU given back."""
+def with_burner(obs: Observation, cpu_pct: float = 8.0) -> Observation:
+    """``obs`` with a domU that moves no traffic and takes ``cpu_pct`` of the host, more
+    than its weight earns: one that would use CPU given back."""
     burner = replace(domain(9, 256, cpu_pct), pinning=obs.domains[-1].pinning)
     return replace(obs, domains=(*obs.domains, burner))
 
 
-def pinned_observation(rates: tuple[float, ...]) -> Observation:
-    """dom0 pinned to pCPU 0 and the domUs kept on pCPU 1, nearly all the CPU in use, a
-    CPU-bound domU among them."""
-    obs = with_burner(observation(domus_cpu_pct=45.0, rates=rates))
+def pinned_observation(rates: tuple[float, ...], burner: float | None = 8.0) -> Observation:
+    """dom0 pinned to pCPU 0 and the domUs kept on pCPU 1, 96 % of the CPU in use, a domU
+    moving no traffic among them at ``burner`` % (None: no such domU)."""
+    if burner is None:
+        obs = observation(domus_cpu_pct=48.0, rates=rates)
+    else:
+        obs = with_burner(observation(domus_cpu_pct=48.0 - burner, rates=rates), burner)
     own, rest = Pinning((frozenset({0}),)), Pinning((frozenset({1}),))
     return replace(obs, domains=tuple(
         replace(d, pinning=own if d.is_dom0 else rest) for d in obs.domains
@@ -859,7 +874,7 @@ def test_dom0_is_never_lowered_below_the_weight_xvrd_found() -> None:
     light traffic nor a long quiet spell with little idle lowers it. With 1024 recorded as
     the weight xvrd found, the policy gives back down to that and no further."""
     light = observation(domus_cpu_pct=4.0, dom0_cpu_pct=5.0, rates=(20.0, 20.0))
-    busy = with_burner(observation(domus_cpu_pct=70.0, dom0_cpu_pct=25.0, rates=(123.0,) * 8))
+    busy = with_burner(observation(domus_cpu_pct=65.0, dom0_cpu_pct=25.0, rates=(123.0,) * 8))
     found = replace(CONTEXT, original_weights={"uuid-00": 1024})
     assert _dom0_weights_set([light] * 3, CONTEXT) == []
     assert _dom0_weights_set([busy] * (GIVE_BACK_AFTER + 3), CONTEXT) == []
@@ -882,13 +897,15 @@ def test_no_cpu_is_given_back_when_no_domu_would_use_it() -> None:
     giving back the pin or the raise could only lose what it won, so neither is tried. A
     CPU-bound neighbour is what makes the give-back worth trying."""
     pinned = pinned_observation(RATES)
-    network_only = replace(pinned, domains=pinned.domains[:-1])
+    network_only = pinned_observation(RATES, burner=None)
+    management_vm = pinned_observation(RATES, burner=0.6)  # busy at 1 % of its pCPU
     raised = observation(domus_cpu_pct=73.0, dom0_cpu_pct=25.0, rates=(123.0,) * 8)
     found = replace(CONTEXT, original_weights={"uuid-00": 1024})
     ticks = 4 * GIVE_BACK_AFTER
-    assert [d.actions for d in drive([network_only] * ticks, pinned_by_xvrd(pinned))] == [
-        ()
-    ] * ticks
+    for quiet in (network_only, management_vm):
+        assert assess(quiet, 984.0, 0.5).idle_pct < 5.0  # the CPU nearly all in use
+        assert [d.actions for d in drive([quiet] * ticks, pinned_by_xvrd(pinned))] == [()] * ticks
+    assert any(d.actions for d in drive([pinned] * ticks, pinned_by_xvrd(pinned)))
     assert _dom0_weights_set([_with_weight(raised, "Domain-0", 1536)] * ticks, found) == []
 
 

@@ -374,6 +374,7 @@ class AdaptivePolicy:
                 actions=self._keep_domus_off_dom0(observation, context),
                 findings=findings,
                 state=st,
+                partial=True,
             )
         # Unread and quiet for REGIME_MEMORY ticks: the ticks go on without it. A change it
         # was judged over stays unjudged; one begun meanwhile ends unjudged if it returns
@@ -613,8 +614,15 @@ class AdaptivePolicy:
         if findings and st.streak >= PERSIST and (st.cooldown == 0 or raise_failed):
             evidence = "; ".join(f.summary for f in findings)
             if st.cooldown == 0:
+                # dom0's part of it only where a raise can earn dom0 more
                 boost = self._boost_trial(
-                    obs, assessment, context, findings, estimate, baseline, st.boosted
+                    obs,
+                    assessment,
+                    context,
+                    findings,
+                    estimate if load.weight_can_help else dom0.weight,
+                    baseline,
+                    st.boosted,
                 )
                 if boost is not None:
                     return boost

@@ -80,7 +80,7 @@ def dom0_load(obs: Observation) -> Dom0Load | None:
         return None
     # A dom0 pinned to fewer pCPUs than it has vCPUs can use no more than those.
     allowed = frozenset().union(*dom0.pinning.vcpus) & obs.cpu_ids or obs.cpu_ids
-    capacity = cpus_pct(obs, min(dom0.vcpus, len(allowed)))
+    capacity = _allowed_pct(obs, dom0)
     share = share_pct(obs, dom0)
     if _alone_on(obs, allowed):
         return Dom0Load(dom0.cpu_pct, capacity, capacity, dom0.weight, "pcpus")
@@ -172,19 +172,33 @@ def cpu_bound_without_traffic(obs: Observation, assessment: Assessment) -> list[
 
 
 def wanting_cpu(obs: Observation, assessment: Assessment) -> list[DomainRates]:
-    """domUs that would use CPU given back to them: those moving no traffic that use
-    some (a CPU-bound neighbour), and network-active ones using all their vCPUs allow. A
-    network domU using a share of what it could is limited by its traffic, not the CPU."""
+    """domUs that would use CPU given back to them: CPU-bound ones, using nearly all their
+    vCPUs can on the pCPUs they may run on, or (moving no traffic) nearly all their weight
+    earns there. A network domU using less is limited by its traffic, and a quiet one (a
+    management VM at 1 %) by its own work: neither would take more."""
     active = set(assessment.network_active)
+    weights = active_weight(obs)
+
+    def bound(d: DomainRates) -> float:
+        allowed = _allowed_pct(obs, d)
+        if d.uuid in active:
+            return allowed
+        return min(allowed, share_pct(obs, d, active=weights))
+
     return sorted(
         (
             d
             for d in obs.domus()
-            if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT
-            and (d.uuid not in active or (d.cpu_pct or 0.0) >= DOM0_BUSY * cpus_pct(obs, d.vcpus))
+            if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT and (d.cpu_pct or 0.0) >= DOM0_BUSY * bound(d)
         ),
         key=lambda d: d.uuid,
     )
+
+
+def _allowed_pct(obs: Observation, d: DomainRates) -> float:
+    """What a domain's vCPUs can use on the online pCPUs its affinity allows, % of the host."""
+    allowed = frozenset().union(*d.pinning.vcpus) & obs.cpu_ids or obs.cpu_ids
+    return cpus_pct(obs, min(d.vcpus, len(allowed)))
 
 
 def detect(
