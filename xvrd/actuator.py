@@ -288,12 +288,31 @@ class Actuator:
             del self.state.originals[uuid]
         else:
             records = [record] if record is not None else []
-            if original.pinnings_set or original.legacy:
-                self.state.originals[uuid] = original.model_copy(update={"weights_set": []})
-            else:
+            kept = self._without_weight(uuid, original)
+            if kept is None:
                 del self.state.originals[uuid]
+            else:
+                self.state.originals[uuid] = kept
         self.store.save(self.state)
         return records
+
+    def _without_weight(self, uuid: str, original: Original) -> Original | None:
+        """``original`` for its affinity alone, or None if xvrd set none. A legacy record
+        is settled as reconcile settles one: it would take any weight set by hand later
+        for xvrd's."""
+        if not original.legacy:
+            return (
+                original.model_copy(update={"weights_set": []}) if original.pinnings_set else None
+            )
+        try:
+            current = pinning_lists(self.backend.get_pinning(uuid))
+        except DomainGone:
+            return None
+        if current == original.pinning:
+            return None
+        return original.model_copy(
+            update={"weights_set": [], "pinnings_set": [current], "legacy": False}
+        )
 
     def _put_back(self, uuid: str, reason: str) -> list[ActionRecord]:
         original = self.state.originals.get(uuid)

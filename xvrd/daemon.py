@@ -623,22 +623,31 @@ class Daemon:
         return self._guard(run)
 
     def _stale_override(self, domain: str) -> tuple[str, str] | None:
-        """(UUID, name) of the override ``domain`` names by name or UUID when no running
-        domain answers to it (one destroyed since): it can still be dropped."""
+        """(UUID, name) of the override of a domain not running that ``domain`` names, by
+        name or UUID: none answers to it, or the one that does has no override (created
+        again under a new UUID, as `xl create` without `uuid=` does). It can still be
+        dropped."""
+        running = self._running_uuids()
         matches = [
             (uuid, o.name)
-            for uuid, o in self.state.overrides.items()
-            if domain in (o.name, uuid) or domain.lower() == uuid
+            for uuid, o in sorted(self.state.overrides.items())
+            if uuid not in running and (domain == o.name or domain.lower() == uuid)
         ]
         if not matches:
             return None
         try:
-            self._resolve(domain)
+            found = self._resolve(domain)
         except ControlError as exc:
             if exc.code == "not_found":
                 return matches[0]
             raise
-        return None
+        return None if found.uuid in self.state.overrides else matches[0]
+
+    def _running_uuids(self) -> set[str]:
+        try:
+            return {d.uuid for d in self.backend.list_domains()}
+        except BackendUnavailable as exc:
+            raise ControlError("unavailable", f"host unreachable: {exc}") from None
 
     def _dom0_pin_refusal(self, cpus: frozenset[int]) -> ControlError | None:
         """Why dom0 cannot be pinned to ``cpus`` on this host, or None: the one rule for

@@ -1241,7 +1241,7 @@ def test_the_override_of_a_domain_that_stopped_is_shown_and_can_be_dropped(
     assert daemon.status()["overrides"] == [
         {"name": "goes", "uuid": goes, "weight": 4000, "running": False}
     ]
-    assert "  goes: 4000" in render_status(daemon.status())
+    assert f"  goes ({goes}): 4000" in render_status(daemon.status())
     with pytest.raises(ControlError, match="no running domain named 'stays2'"):
         daemon.unset("stays2")
     assert daemon.unset("goes") == "goes: manual weight removed (not running: nothing to put back)"
@@ -1274,3 +1274,38 @@ def test_a_partial_tick_leaves_the_last_findings_standing(
     assert [f["kind"] for f in daemon.status()["findings"]] == ["unfairness"]
     assert daemon.assessment is not None
     assert [f.kind for f in daemon.assessment.findings] == ["unfairness"]
+
+
+def test_the_override_of_a_domain_created_again_under_a_new_uuid_can_be_dropped_by_name(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """`xl create` without `uuid=` gives the domain a new UUID: its old override stays
+    under the old one, and unset by name drops it while the new domain runs."""
+    settings.state_dir.mkdir(parents=True)
+    old = "0badc0de-0000-4000-8000-000000000001"
+    saved = {"version": 2, "overrides": {old: {"name": "dom1", "weight": 4000}}}
+    (settings.state_dir / "state.json").write_text(json.dumps(saved))
+    daemon = Daemon(settings, backend)
+    ticks(daemon, backend, 1)
+    assert daemon.unset("dom1") == "dom1: manual weight removed (not running: nothing to put back)"
+    assert daemon.status()["overrides"] == []
+    assert weight(backend, "dom1") == 256
+
+
+def test_unset_settles_a_legacy_original_so_a_later_weight_by_hand_stays(
+    settings: Settings, backend: SimulatorBackend
+) -> None:
+    """A version 1 original (legacy: whatever differs is xvrd's) of a domain reconcile
+    could not read: once unset has put its weight back, a weight set by hand afterwards is
+    the operator's, and the stop leaves it."""
+    from xvrd.state import Original
+
+    daemon = Daemon(settings, backend)
+    dom1 = uuid_of(backend, "dom1")
+    daemon.state.originals[dom1] = Original(name="dom1", weight=256, pinning=[[0, 1]], legacy=True)
+    daemon.set_weight("dom1", 512)
+    daemon.unset("dom1")
+    assert weight(backend, "dom1") == 256
+    backend.host.set_weight(backend.host.domain(1).domid, 700)  # by hand
+    daemon.shutdown()
+    assert weight(backend, "dom1") == 700

@@ -124,8 +124,11 @@ def _absent_overrides(overrides: object) -> list[str]:
     if not absent:
         return []
     return [
-        "manual weights of domains not running (applied when they start; `xvrd unset` drops one)",
-        *(f"  {_text(o.get('name'))}: {_text(o.get('weight'))}" for o in absent),
+        "manual weights of domains not running (kept for their UUID; `xvrd unset` drops one)",
+        *(
+            f"  {_text(o.get('name'))} ({_text(o.get('uuid'))}): {_text(o.get('weight'))}"
+            for o in absent
+        ),
     ]
 
 
