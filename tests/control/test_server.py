@@ -364,3 +364,28 @@ def test_a_connection_closed_without_a_byte_is_a_probe_not_a_refusal(
         probe.close()
         still_serves(server)
     assert [e for e in logs if e["event"] == "control request refused"] == []
+
+
+def test_a_client_refused_as_too_many_is_told_why_even_if_it_sends_late(
+    socket_dir: Path, daemon: FakeDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon answers a connection it refuses and closes at once: a client that sends
+    its request after that (scheduled out between connect and send) gets a broken pipe,
+    then reads the answer left for it."""
+    path = socket_dir / "xvrd.sock"
+    real_connect = socket.socket.connect
+
+    def slow_connect(self: socket.socket, address: str) -> None:
+        real_connect(self, address)
+        time.sleep(0.1)
+
+    with (
+        ControlServer(path, daemon, max_connections=1, admin_connections=0),
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle,
+    ):
+        idle.connect(str(path))
+        time.sleep(0.1)  # let the server take it
+        monkeypatch.setattr(socket.socket, "connect", slow_connect)
+        with pytest.raises(ControlError) as refused:
+            ControlClient(str(path)).status()
+    assert refused.value.message == "too many connections to the daemon; try again"

@@ -83,9 +83,9 @@ class ControlClient:
                     "unavailable", f"the daemon did not answer within {self.timeout_s:g} s"
                 ) from None
             except (ConnectionResetError, BrokenPipeError):
-                raise ControlError(
-                    "unavailable", "the daemon closed the connection without answering"
-                ) from None
+                # A daemon that refuses the connection (too busy) answers and closes before
+                # reading the request: its answer may still be there to read.
+                raw = _answer_left(conn)
         return protocol.decode_response(raw)
 
     # --- the ControlAPI, over the wire ----------------------------------------------------
@@ -116,6 +116,15 @@ class ControlClient:
 
     def restore(self) -> str:
         return str(self.call("restore"))
+
+
+def _answer_left(conn: socket.socket) -> bytes:
+    try:
+        return _read_response(conn)
+    except (OSError, ControlError):
+        raise ControlError(
+            "unavailable", "the daemon closed the connection without answering"
+        ) from None
 
 
 def _read_response(conn: socket.socket) -> bytes:
