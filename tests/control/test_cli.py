@@ -235,3 +235,13 @@ def test_watch_refreshes_and_waits_out_a_missing_daemon(
         sleep=lambda _s: None,
     )
     assert gone == 0
+
+
+def test_an_unknown_argument_shows_the_commands_own_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, "status", "extra")
+    assert code == 2
+    assert out == ""
+    assert err.startswith("usage: xvrd status ")
+    assert err.rstrip().endswith("xvrd status: error: unrecognized arguments: extra")
