@@ -277,61 +277,42 @@ class Actuator:
         """Put one domain's original weight back (its manual weight removed). An affinity
         xvrd set stays xvrd's, recorded for a later restore: the pinning is not the
         override's."""
-        original = self.state.originals.get(uuid)
-        if original is None:
-            return []
-        records: list[ActionRecord] = []
-        try:
-            record = self._put_back_weight(uuid, original, reason)
-        except DomainGone:
-            log.info("domain gone, nothing to restore", domain=original.name, uuid=uuid)
-            del self.state.originals[uuid]
-        else:
-            records = [record] if record is not None else []
-            kept = self._without_weight(uuid, original)
-            if kept is None:
-                del self.state.originals[uuid]
-            else:
-                self.state.originals[uuid] = kept
+        records = self._put_back(uuid, reason, weight_only=True)
         self.store.save(self.state)
         return records
 
-    def _without_weight(self, uuid: str, original: Original) -> Original | None:
-        """``original`` for its affinity alone, or None if xvrd set none. A legacy record
-        is settled as reconcile settles one: it would take any weight set by hand later
-        for xvrd's."""
-        if not original.legacy:
-            return (
-                original.model_copy(update={"weights_set": []}) if original.pinnings_set else None
-            )
-        try:
-            current = pinning_lists(self.backend.get_pinning(uuid))
-        except DomainGone:
-            return None
-        if current == original.pinning:
-            return None
-        return original.model_copy(
-            update={"weights_set": [], "pinnings_set": [current], "legacy": False}
-        )
-
-    def _put_back(self, uuid: str, reason: str) -> list[ActionRecord]:
+    def _put_back(self, uuid: str, reason: str, *, weight_only: bool = False) -> list[ActionRecord]:
+        """The originals back (``weight_only``: the weight, the record kept for an affinity
+        xvrd set), and forgotten. A vanished domain is forgotten."""
         original = self.state.originals.get(uuid)
         if original is None:
             return []
-        records: list[ActionRecord] = []
+        records: list[ActionRecord | None] = []
+        kept: Original | None = None
         try:
-            record = self._put_back_weight(uuid, original, reason)
-            if record is not None:
-                records.append(record)
-            # The cap is recorded, not restored: xvrd never sets one, so a cap that differs
-            # now is an operator's (`xl sched-credit -c`), made while xvrd ran.
-            record = self.put_back_pinning(uuid, reason)
-            if record is not None:
-                records.append(record)
+            records.append(self._put_back_weight(uuid, original, reason))
+            if weight_only:
+                kept = self._for_pinning_alone(uuid, original)
+            else:
+                # The cap is recorded, not restored: xvrd never sets one, so a cap that
+                # differs now is an operator's (`xl sched-credit -c`), made while xvrd ran.
+                records.append(self.put_back_pinning(uuid, reason))
         except DomainGone:
             log.info("domain gone, nothing to restore", domain=original.name, uuid=uuid)
-        del self.state.originals[uuid]
-        return records
+        if kept is None:
+            del self.state.originals[uuid]
+        else:
+            self.state.originals[uuid] = kept
+        return [r for r in records if r is not None]
+
+    def _for_pinning_alone(self, uuid: str, original: Original) -> Original | None:
+        """``original`` once its weight is back, for the affinity xvrd set, or None if it
+        set none. A legacy record is settled first, as reconcile settles one: kept legacy,
+        it would take any weight set by hand later for xvrd's."""
+        if original.legacy:
+            current = pinning_lists(self.backend.get_pinning(uuid))
+            original = original.settled(original.weight, current)
+        return original.model_copy(update={"weights_set": []}) if original.pinnings_set else None
 
     def _put_back_weight(self, uuid: str, original: Original, reason: str) -> ActionRecord | None:
         """The original weight back if the host still holds one xvrd set: the change made."""

@@ -167,13 +167,7 @@ class Daemon:
                 raise
             except BackendError:
                 continue
-            self.state.originals[uuid] = original.model_copy(
-                update={
-                    "weights_set": [weight] if weight != original.weight else [],
-                    "pinnings_set": [pinning] if pinning != original.pinning else [],
-                    "legacy": False,
-                }
-            )
+            self.state.originals[uuid] = original.settled(weight, pinning)
 
     def _gone(self, uuid: str) -> bool:
         """The domain no longer runs, as the host says when asked for it by UUID. Not being

@@ -66,6 +66,18 @@ class Original(_Model):
         """The host's ``weight`` is one xvrd set, not the operator's since."""
         return weight in self.weights_set or (self.legacy and weight != self.weight)
 
+    def settled(self, weight: int, pinning: list[list[int]]) -> Original:
+        """A legacy record as version 2 notes it, given what the domain has now: whatever
+        differs from the original is xvrd's, as version 1 took it, and from here on only
+        what xvrd sets is, so a change the operator makes later is the operator's."""
+        return self.model_copy(
+            update={
+                "weights_set": [weight] if weight != self.weight else [],
+                "pinnings_set": [pinning] if pinning != self.pinning else [],
+                "legacy": False,
+            }
+        )
+
     def owns_vcpu(self, vcpu: int, cpus: list[int]) -> bool:
         """A vCPU's affinity (sorted CPUs) is one xvrd set, not the operator's since."""
         if any(vcpu < len(p) and p[vcpu] == cpus for p in self.pinnings_set):
