@@ -487,24 +487,30 @@ class Daemon:
 
     # ------------------------------------------------------------------ domains by name
     def _resolve(self, domain: str) -> Domain:
+        found = self._find(domain, self._listed())
+        if found is None:
+            raise _not_running(domain)
+        return found
+
+    def _listed(self) -> list[Domain]:
         try:
-            domains = self.backend.list_domains()
+            return self.backend.list_domains()
         except BackendUnavailable as exc:
             raise ControlError("unavailable", f"host unreachable: {exc}") from None
+
+    @staticmethod
+    def _find(domain: str, domains: list[Domain]) -> Domain | None:
         # A name first, then a UUID, then a domain ID (ASCII digits): a domain named "2"
         # is the one meant by "2", whichever order the host lists domains in.
         try:
             domid: int | None = parse_number(domain, DOMID_MAX)
         except ValueError:
             domid = None
-        found = (
+        return (
             next((d for d in domains if d.name == domain), None)
             or next((d for d in domains if d.uuid == domain.lower()), None)
             or next((d for d in domains if d.domid == domid), None)
         )
-        if found is not None:
-            return found
-        raise ControlError("not_found", f"no running domain named {domain!r} (name, UUID or ID)")
 
     def _refresh_settings(self) -> None:
         """Re-read weights and pinning into the last observation, so status shows a change
@@ -596,14 +602,17 @@ class Daemon:
 
     def unset(self, domain: str) -> str:
         def run() -> str:
-            stale = self._stale_override(domain)
+            domains = self._listed()
+            d = self._find(domain, domains)
+            stale = self._stale_override(domain, domains, d)
             if stale is not None:
                 uuid, name = stale
                 with self._saved() as state:
                     del state.overrides[uuid]
                 log.info("override removed", domain=name, running=False)
                 return f"{name}: manual weight removed (not running: nothing to put back)"
-            d = self._resolve(domain)
+            if d is None:
+                raise _not_running(domain)
             if d.uuid not in self.state.overrides:
                 raise ControlError("not_found", f"{d.name} has no manual weight")
             with self._saved() as state:
@@ -616,32 +625,24 @@ class Daemon:
 
         return self._guard(run)
 
-    def _stale_override(self, domain: str) -> tuple[str, str] | None:
+    def _stale_override(
+        self, domain: str, domains: list[Domain], found: Domain | None
+    ) -> tuple[str, str] | None:
         """(UUID, name) of the override of a domain not running that ``domain`` names, by
-        name or UUID: none answers to it, or the one that does has no override (created
-        again under a new UUID, as `xl create` without `uuid=` does). It can still be
-        dropped."""
-        running = self._running_uuids()
-        matches = [
-            (uuid, o.name)
-            for uuid, o in sorted(self.state.overrides.items())
-            if uuid not in running and (domain == o.name or domain.lower() == uuid)
-        ]
-        if not matches:
+        name or UUID, when no running domain (``found`` among ``domains``) has an override
+        under that name: none answers to it, or the one that does was created again under a
+        new UUID, as `xl create` without `uuid=` does. It can still be dropped."""
+        if found is not None and found.uuid in self.state.overrides:
             return None
-        try:
-            found = self._resolve(domain)
-        except ControlError as exc:
-            if exc.code == "not_found":
-                return matches[0]
-            raise
-        return None if found.uuid in self.state.overrides else matches[0]
-
-    def _running_uuids(self) -> set[str]:
-        try:
-            return {d.uuid for d in self.backend.list_domains()}
-        except BackendUnavailable as exc:
-            raise ControlError("unavailable", f"host unreachable: {exc}") from None
+        running = {d.uuid for d in domains}
+        return next(
+            (
+                (uuid, o.name)
+                for uuid, o in sorted(self.state.overrides.items())
+                if uuid not in running and (domain == o.name or domain.lower() == uuid)
+            ),
+            None,
+        )
 
     def _dom0_pin_refusal(self, cpus: frozenset[int]) -> ControlError | None:
         """Why dom0 cannot be pinned to ``cpus`` on this host, or None: the one rule for
@@ -878,6 +879,10 @@ class Daemon:
             f"{len(a.network_active)} network-active domUs, {a.aggregate_mbps:.0f} Mb/s, "
             f"Jain {a.jain:.2f}, dom0 CPU {a.dom0_cpu_pct:.0f} %{held}"
         )
+
+
+def _not_running(domain: str) -> ControlError:
+    return ControlError("not_found", f"no running domain named {domain!r} (name, UUID or ID)")
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
