@@ -79,8 +79,8 @@ def dom0_load(obs: Observation) -> Dom0Load | None:
     if dom0 is None or dom0.cpu_pct is None or dom0.vcpus < 1 or obs.host_cpus < 1:
         return None
     # A dom0 pinned to fewer pCPUs than it has vCPUs can use no more than those.
-    allowed = frozenset().union(*dom0.pinning.vcpus) & obs.cpu_ids or obs.cpu_ids
-    capacity = _allowed_pct(obs, dom0)
+    allowed = _allowed_cpus(obs, dom0)
+    capacity = cpus_pct(obs, min(dom0.vcpus, len(allowed)))
     share = share_pct(obs, dom0)
     if _alone_on(obs, allowed):
         return Dom0Load(dom0.cpu_pct, capacity, capacity, dom0.weight, "pcpus")
@@ -197,8 +197,12 @@ def wanting_cpu(obs: Observation, assessment: Assessment) -> list[DomainRates]:
 
 def _allowed_pct(obs: Observation, d: DomainRates) -> float:
     """What a domain's vCPUs can use on the online pCPUs its affinity allows, % of the host."""
-    allowed = frozenset().union(*d.pinning.vcpus) & obs.cpu_ids or obs.cpu_ids
-    return cpus_pct(obs, min(d.vcpus, len(allowed)))
+    return cpus_pct(obs, min(d.vcpus, len(_allowed_cpus(obs, d))))
+
+
+def _allowed_cpus(obs: Observation, d: DomainRates) -> frozenset[int]:
+    """The online pCPUs a domain may run on (all of them when its affinity is unknown)."""
+    return frozenset().union(*d.pinning.vcpus) & obs.cpu_ids or obs.cpu_ids
 
 
 def detect(
