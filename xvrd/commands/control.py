@@ -159,12 +159,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"credit-scheduler weight, {protocol.WEIGHT_MIN} to {protocol.WEIGHT_MAX}",
     )
 
-    unset = add("unset", "drop a manual weight; the policy may manage the domain again", _unset)
+    unset = add(
+        "unset",
+        "drop a manual weight and put the original weight back (the affinity stays); the "
+        "policy may manage the domain again",
+        _unset,
+    )
     unset.add_argument(
         "domain",
         type=domain_arg,
         metavar="DOMAIN",
-        help="name, UUID or ID (a name is matched first)",
+        help="name, UUID or ID (a name is matched first); a domain not running, by the "
+        "name or UUID its manual weight was set for",
     )
 
     pin = add("pin-dom0", "pin dom0's vCPUs to CPUS and keep domUs off them", _pin_dom0)
@@ -175,7 +181,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="online CPUs, at least one left to the domUs: e.g. 0 or 0,1 or 0-1",
     )
 
-    add("unpin-dom0", "drop the dom0 pinning; restore the original affinities", _simple)
+    add(
+        "unpin-dom0",
+        "undo pin-dom0: put back the affinities it changed (not a pinning the policy made)",
+        _simple,
+    )
     hold = add("hold", "stop all automatic changes until `xvrd resume`", _hold)
     hold.add_argument("--reason", type=reason_arg, default="", metavar="TEXT")
     add("resume", "allow automatic changes again", _simple)
