@@ -274,7 +274,8 @@ class SimulatedHost:
                 remote=self.remote,
             )
         elif w == "burn":
-            guest = Burner(self.engine, spec.duty)
+            # Its own seeded stream: adding a burner leaves every other draw as it was.
+            guest = Burner(self.engine, spec.duty, random.Random(f"{self.seed}/{rec.name}/burn"))
         else:
             guest = Idle()
         guest.wake_self = wake

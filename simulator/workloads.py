@@ -41,8 +41,12 @@ SEND_GROUP = 8
 RTO_CHECK_NS = 50 * NS_PER_MS
 #: Spread of a remote host's response time.
 REMOTE_JITTER_NS = 2 * NS_PER_US
-#: Period of a CPU burner's duty cycle.
+#: Mean period of a CPU burner's duty cycle. Each period is drawn between half and one and a
+#: half of it: an application's timers are not in step with the hypervisor's 10 ms tick, and
+#: bursts that kept one phase against the sampled tick would be charged for none of them (or
+#: all). A burner holds at most ``BURN_BACKLOG_NS`` of work it has not started.
 BURN_PERIOD_NS = 10 * NS_PER_MS
+BURN_BACKLOG_NS = 2 * BURN_PERIOD_NS
 
 
 class Remote:
@@ -90,7 +94,9 @@ class Remote:
         if n > 0:
             flow.on_sent(n)
             self.inbound(flow.src_nic, (flow, DATA, n, 0, now))
-        elif flow.app_rate_pps > 0 and flow.window() > flow.inflight and not flow.timer_set:
+        # An application-limited sender with window to spare sends again when its rate
+        # allows, whether or not an ACK comes first.
+        if flow.app_rate_pps > 0 and flow.window() > flow.inflight and not flow.timer_set:
             flow.timer_set = True
             self.engine.at(flow.next_token_ns(now), self._token, flow)
 
@@ -263,14 +269,15 @@ class DomUNet:
 
 
 class Burner:
-    """A CPU-bound application using ``duty`` of a CPU in every period (1.0 = always busy)."""
+    """A CPU-bound application using ``duty`` of a CPU on average (1.0 = always busy)."""
 
-    def __init__(self, engine: Engine, duty: float) -> None:
+    def __init__(self, engine: Engine, duty: float, rng: random.Random) -> None:
         if not 0.0 <= duty <= 1.0:
             raise ValueError(f"duty must be in [0, 1], got {duty}")
         self.engine = engine
         self.duty = duty
-        self.left_ns = 0
+        self.rng = rng
+        self.left_ns = 0  # work arrived and not yet started
         self.active = True
         self.wake_self: Callable[[], None] = lambda: None
 
@@ -283,20 +290,22 @@ class Burner:
     def _period(self) -> None:
         if not self.active:
             return
-        self.left_ns = min(BURN_PERIOD_NS, self.left_ns + int(self.duty * BURN_PERIOD_NS))
+        period = BURN_PERIOD_NS // 2 + int(self.rng.random() * BURN_PERIOD_NS)
+        self.left_ns = min(BURN_BACKLOG_NS, self.left_ns + int(self.duty * period))
         if self.left_ns > 0:
             self.wake_self()
-        self.engine.at(self.engine.now + BURN_PERIOD_NS, self._period)
+        self.engine.at(self.engine.now + period, self._period)
 
     def plan(self, vcpu: VCpu, now: int) -> Unit | None:
         if self.left_ns <= 0 or not self.active:
             return None
-        cost = self.left_ns
+        # Taken now: work arriving while this runs adds to what follows it.
+        cost, self.left_ns = self.left_ns, 0
+        return Unit(cost, _done)
 
-        def commit(_t: int) -> None:
-            self.left_ns -= cost
 
-        return Unit(cost, commit)
+def _done(_t: int) -> None:
+    return None
 
 
 class Idle:

@@ -118,3 +118,42 @@ def test_a_running_burner_switched_to_idle_stops_at_once() -> None:
     host.advance(1.0)
     after = [d.cpu_ns for d in host.domains()[1:]]
     assert all(a - b < 1_000_000 for a, b in zip(after, before, strict=True))
+
+
+def _one_pcpu(*domains: dict[str, object]) -> list[float]:
+    """CPU % of the host each domain gets on a one-pCPU host over 3 simulated seconds."""
+    scenario = parse_scenario(
+        {"duration_s": 3, "warmup_s": 1, "host": {"pcpus": 1}, "domains": list(domains)}
+    )
+    return [d.cpu_pct for d in run(scenario).domains]
+
+
+def test_a_burner_at_full_duty_keeps_its_cpu() -> None:
+    """A new period's work arriving while the last one's is still running adds to it."""
+    assert _one_pcpu({"name": "b", "workload": "burn", "duty": 1.0})[0] > 97
+    a, b = _one_pcpu({"name": "b", "count": 2, "workload": "burn", "duty": 1.0})
+    assert a + b > 97
+    assert abs(a - b) < 3
+
+
+def test_burners_below_full_duty_share_a_cpu_by_weight() -> None:
+    """Each wants 90 % of the one pCPU: the credit scheduler gives them 1:3 by weight. A
+    burner whose bursts fell between its pCPU's 10 ms ticks would never be charged."""
+    light, heavy = _one_pcpu(
+        {"name": "light", "workload": "burn", "duty": 0.9},
+        {"name": "heavy", "workload": "burn", "duty": 0.9, "weight": 768},
+    )
+    assert light + heavy > 95
+    assert 2.4 < heavy / light < 3.6
+
+
+def test_a_rate_limited_receiver_gets_its_rate() -> None:
+    """The remote sender keeps sending at its rate between ACKs, not only when one comes."""
+    scenario = parse_scenario(
+        {
+            "duration_s": 3,
+            "warmup_s": 1,
+            "domains": [{"name": "r", "workload": "tcp_rate", "rate_mbps": 500}],
+        }
+    )
+    assert 490 <= run(scenario).aggregate_mbps <= 505
