@@ -9,6 +9,9 @@ Mechanisms, each as the hypervisor does it:
 * Every 30 ms the accounting hands ``CREDITS_PER_ACCT`` per pCPU to the *active* domains in
   proportion to their weights (capped domains get at most their cap; a domain gets at most
   what its vCPUs can use, the rest is shared out again). Credit >= 0 means UNDER, < 0 OVER.
+  A capped vCPU owing more than its share of one period's capped credit is parked (paused)
+  until an accounting brings it back to >= 0. Being sampled, a cap is a limit on average
+  and can be overshot by a tick's worth.
   A vCPU that accumulates more than one slice of credit stops being active (earns nothing)
   until it is charged again; credit is bounded below at minus one slice.
 * A vCPU woken while UNDER is BOOSTed; BOOST ends at the next tick that finds it running.
@@ -506,11 +509,14 @@ class CreditScheduler:
                 d.active = False
                 continue
             per_vcpu = int(fair.get(d.domid, 0.0) / len(vs) + 0.999)
+            # A capped vCPU owing more than its share of one period's capped credit is parked.
+            cap_credits = (d.cap * CREDITS_PER_ACCT + 99) // 100
+            cap_per_vcpu = (cap_credits + len(vs) - 1) // len(vs)
             for v in vs:
                 v.credit += per_vcpu
                 if v.credit < 0:
                     v.pri = PRI_OVER
-                    if d.cap and v.credit < -CREDITS_PER_TSLICE:
+                    if d.cap and v.credit < -cap_per_vcpu:
                         self._park(v)
                     v.credit = max(v.credit, -CREDITS_PER_TSLICE)
                 else:

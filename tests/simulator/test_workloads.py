@@ -147,6 +147,11 @@ def test_burners_below_full_duty_share_a_cpu_by_weight() -> None:
     assert 2.4 < heavy / light < 3.6
 
 
+def test_a_cap_limits_a_burner_below_full_duty() -> None:
+    (capped,) = _one_pcpu({"name": "b", "workload": "burn", "duty": 0.5, "cap": 20})
+    assert capped < 25
+
+
 def test_a_rate_limited_receiver_gets_its_rate() -> None:
     """The remote sender keeps sending at its rate between ACKs, not only when one comes."""
     scenario = parse_scenario(
