@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.report import RunResult, link_goodput_mbps, run
 from simulator.scenario import (
-    NETWORK_WORKLOADS,
     Scenario,
     ScenarioError,
     load_scenario,
@@ -231,19 +230,35 @@ def format_table(result: RunResult, scenario: Scenario) -> str:
         f"warm-up; {h.pcpus} pCPUs, {h.nics} NIC(s) at {h.link_mbps:g} Mb/s, dom0 Linux "
         f"{h.dom0_kernel}, seed {result.seed}",
         "",
-        f"{'domain':<12} {'workload':<9} {'weight':>6} {'Mb/s':>9} {'CPU %':>7}",
     ]
+    wl = max([9] + [len(d.workload) for d in result.domains])
+    lines.append(f"{'domain':<12} {'workload':<{wl}} {'weight':>6} {'Mb/s':>9} {'CPU %':>7}")
+    partial = False
     for d in result.domains:
-        network = d.workload in NETWORK_WORKLOADS
-        tput = f"{d.throughput_mbps:9.1f}" if network else f"{'-':>9}"
-        lines.append(f"{d.name:<12} {d.workload:<9} {d.weight:>6} {tput} {d.cpu_pct:7.2f}")
-    lines.append(f"{'dom0':<12} {'':<9} {result.dom0_weight:>6} {'':>9} {result.dom0_cpu_pct:7.2f}")
-    lines.append(f"{'idle':<12} {'':<9} {'':>6} {'':>9} {result.idle_pct:7.2f}")
+        tput = f"{d.throughput_mbps:9.1f}" if d.network else f"{'-':>9}"
+        ran = ""
+        if d.ran_s < scenario.duration_s - 1e-9:
+            ran, partial = f"  (ran {d.ran_s:g} s)", True
+        lines.append(f"{d.name:<12} {d.workload:<{wl}} {d.weight:>6} {tput} {d.cpu_pct:7.2f}{ran}")
+    dom0 = f"{'dom0':<12} {'':<{wl}} {result.dom0_weight:>6} {'':>9} {result.dom0_cpu_pct:7.2f}"
+    lines.append(dom0)
+    lines.append(f"{'idle':<12} {'':<{wl}} {'':>6} {'':>9} {result.idle_pct:7.2f}")
     speed = result.sim_seconds / result.wall_seconds if result.wall_seconds > 0 else float("inf")
+    if result.has_network:
+        directions = round(result.capacity_mbps / link_goodput_mbps(h.link_mbps))
+        of = f"{result.capacity_mbps:.2f} Mb/s goodput" + (
+            f", {directions} link directions" if directions > 1 else ""
+        )
+        summary = (
+            f"aggregate {result.aggregate_mbps:.1f} Mb/s   Jain {result.jain:.3f}   "
+            f"efficiency {result.efficiency:.3f} (of {of})"
+        )
+    else:
+        summary = "no network domains: no aggregate, Jain or efficiency"
+    lines += ["", summary]
+    if partial:
+        lines.append("a domain that ran for part of the window is averaged over all of it")
     lines += [
-        "",
-        f"aggregate {result.aggregate_mbps:.1f} Mb/s   Jain {result.jain:.3f}   efficiency "
-        f"{result.efficiency:.3f} (of {link_goodput_mbps(h.link_mbps):.2f} Mb/s goodput)",
         f"simulated {result.sim_seconds:g} s in {result.wall_seconds:.2f} s ({speed:.0f}x)",
     ]
     return "\n".join(lines)

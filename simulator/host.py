@@ -50,12 +50,41 @@ class SimDomain:
     workload: str
 
 
+@dataclass(frozen=True, slots=True)
+class DomainRecord:
+    """What one domain did from its creation until now or until it stopped: what a report
+    over a window needs of a domain that started, stopped or changed workload inside it."""
+
+    domain: SimDomain  # now, or as it was when it stopped
+    started_ns: int
+    stopped_ns: int | None
+    delivered_segments: int  # over every network workload it has had
+    # Where its flows' data met the wire, (NIC index, "in" or "out"): each such direction
+    # of a link carries at most one link's goodput.
+    data_paths: frozenset[tuple[int, str]]
+
+
 class _Live:
     """Book-keeping of one running domain."""
 
-    __slots__ = ("domid", "flow", "guest", "name", "sched", "seq", "uuid", "vif", "workload")
+    __slots__ = (
+        "data_paths",
+        "delivered_before",
+        "domid",
+        "flow",
+        "guest",
+        "name",
+        "sched",
+        "seq",
+        "started_ns",
+        "uuid",
+        "vif",
+        "workload",
+    )
 
-    def __init__(self, domid: int, name: str, uuid: str, seq: int, sched: Domain) -> None:
+    def __init__(
+        self, domid: int, name: str, uuid: str, seq: int, sched: Domain, *, started_ns: int
+    ) -> None:
         self.domid = domid
         self.name = name
         self.uuid = uuid
@@ -65,6 +94,12 @@ class _Live:
         self.flow: Flow | None = None
         self.guest: DomUNet | Burner | Idle | Dom0Netback | None = None
         self.workload = "idle"
+        self.started_ns = started_ns
+        self.delivered_before = 0  # by the flows of its earlier workloads
+        self.data_paths: set[tuple[int, str]] = set()
+
+    def delivered(self) -> int:
+        return self.delivered_before + (self.flow.delivered if self.flow is not None else 0)
 
 
 class SimulatedHost:
@@ -91,7 +126,7 @@ class SimulatedHost:
         )
         self.remote = Remote(self.engine, self.netback, self.rng)
         self._live: dict[int, _Live] = {}
-        self._delivered_at_stop: dict[int, int] = {}
+        self._stopped: dict[int, DomainRecord] = {}
         self._next_domid = 1
         self._seq = 0
         self._flow_ids = 0
@@ -104,7 +139,7 @@ class SimulatedHost:
         # partials and bound methods, which run without a Python frame of their own.
         self.netback.wake_self = partial(self.sched.wake, v0)
         self.netback.preempt_pending = v0.resched_pending
-        rec = _Live(0, DOM0_NAME, DOM0_UUID, 0, dom0)
+        rec = _Live(0, DOM0_NAME, DOM0_UUID, 0, dom0, started_ns=0)
         rec.guest = self.netback
         rec.workload = "dom0"
         self._live[0] = rec
@@ -150,12 +185,27 @@ class SimulatedHost:
         return sum(self.sched.idle_ns(pc) for pc in self.sched.pcpus)
 
     def delivered_segments(self, domid: int) -> int:
-        """TCP segments the domain's flow has delivered to its receiving application; for a
-        domain that has stopped, its final count (what iperf prints as it exits)."""
+        """TCP segments the domain's flows have delivered to their receiving applications;
+        for a domain that has stopped, its final count (what iperf prints as it exits)."""
         rec = self._live.get(domid)
         if rec is None:
-            return self._delivered_at_stop[domid]
-        return rec.flow.delivered if rec.flow is not None else 0
+            return self._stopped[domid].delivered_segments
+        return rec.delivered()
+
+    def records(self) -> list[DomainRecord]:
+        """Every domain this boot, stopped ones included, in creation order, dom0 first."""
+        running = [self._record(rec) for rec in self._live.values()]
+        everyone = running + list(self._stopped.values())
+        return sorted(everyone, key=lambda r: r.domain.creation_seq)
+
+    def _record(self, rec: _Live, stopped_ns: int | None = None) -> DomainRecord:
+        return DomainRecord(
+            domain=self._snapshot(rec),
+            started_ns=rec.started_ns,
+            stopped_ns=stopped_ns,
+            delivered_segments=rec.delivered(),
+            data_paths=frozenset(rec.data_paths),
+        )
 
     def ping_rtts_ns(self, domid: int) -> list[int]:
         rec = self._live[domid]
@@ -229,7 +279,7 @@ class SimulatedHost:
         uuid = str(uuidlib.uuid5(_UUID_NS, f"{self.seed}/{name}"))
         placeholder = Idle()
         d = self.sched.add_domain(domid, weight, cap, [placeholder])
-        rec = _Live(domid, name, uuid, self._seq, d)
+        rec = _Live(domid, name, uuid, self._seq, d, started_ns=self.engine.now)
         self._live[domid] = rec
         v = d.vcpus[0]
         pinning = getattr(spec, "pinning", None)
@@ -243,6 +293,7 @@ class SimulatedHost:
     def _set_workload(self, rec: _Live, spec: WorkloadSpec) -> None:
         if isinstance(rec.guest, DomUNet | Burner):
             rec.guest.stop()
+        rec.delivered_before = rec.delivered()
         v = rec.sched.vcpus[0]
         wake = partial(self.sched.wake, v)
         assert rec.vif is not None
@@ -264,6 +315,10 @@ class SimulatedHost:
                 flow.dst_nic = self.nics[0]
             else:  # forward: in on NIC 0, out on NIC 1
                 flow.src_nic, flow.dst_nic = self.nics[0], self.nics[1]
+            if w != "ping":
+                entry = flow.src_nic is not None
+                nic = flow.src_nic if entry else flow.dst_nic
+                rec.data_paths.add((nic.index, "in" if entry else "out"))
             flow.ping = w == "ping"
             guest = DomUNet(
                 self.engine,
@@ -296,8 +351,8 @@ class SimulatedHost:
             rec.guest.stop()
         if rec.vif is not None:
             self.netback.detach_vif(rec.vif)
+        self._stopped[rec.domid] = self._record(rec, stopped_ns=self.engine.now)
         self.sched.remove_domain(rec.sched)
-        self._delivered_at_stop[rec.domid] = self.delivered_segments(rec.domid)
         del self._live[rec.domid]
 
     def _apply_phase(self, phase: PhaseSpec) -> None:

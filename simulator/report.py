@@ -20,12 +20,17 @@ def link_goodput_mbps(link_mbps: float) -> float:
 
 @dataclass(frozen=True)
 class DomainResult:
+    """One domU over the measured window, averaged over all of it even if it ran for less
+    (so that the domains' throughputs add up to the aggregate)."""
+
     name: str
     domid: int
-    workload: str
+    workload: str  # "receive->send" if a phase changed it during the window
     weight: int
     throughput_mbps: float
     cpu_pct: float
+    network: bool  # had a network workload during the window
+    ran_s: float  # how long of the window it ran
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,13 @@ class RunResult:
     efficiency: float
     sim_seconds: float
     wall_seconds: float
+    # The most the network domains' directions could carry: one link's goodput for each
+    # direction of a NIC their data entered or left the host by (2x for send with receive).
+    capacity_mbps: float = 0.0
+
+    @property
+    def has_network(self) -> bool:
+        return any(d.network for d in self.domains)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -51,19 +63,19 @@ class RunResult:
                     "name": d.name,
                     "domid": d.domid,
                     "workload": d.workload,
-                    "throughput_mbps": (
-                        round(d.throughput_mbps, 2) if d.workload in NETWORK_WORKLOADS else None
-                    ),
+                    "throughput_mbps": round(d.throughput_mbps, 2) if d.network else None,
                     "cpu_pct": round(d.cpu_pct, 2),
                     "weight": d.weight,
+                    "ran_s": round(d.ran_s, 3),
                 }
                 for d in self.domains
             ],
             "dom0": {"cpu_pct": round(self.dom0_cpu_pct, 2), "weight": self.dom0_weight},
             "idle_pct": round(self.idle_pct, 2),
             "aggregate_mbps": round(self.aggregate_mbps, 2),
-            "jain": round(self.jain, 4),
-            "efficiency": round(self.efficiency, 4),
+            "jain": round(self.jain, 4) if self.has_network else None,
+            "efficiency": round(self.efficiency, 4) if self.has_network else None,
+            "capacity_mbps": round(self.capacity_mbps, 2),
             "sim_seconds": self.sim_seconds,
             "wall_seconds": round(self.wall_seconds, 3),
         }
@@ -102,37 +114,48 @@ def run(
     host = SimulatedHost(scenario, seed=seed)
     control = controller(host, interval_s) if controller is not None else None
     _advance(host, scenario.warmup_s, control, interval_s)
-    before = {d.domid: d for d in host.domains()}
-    seg0 = {domid: host.delivered_segments(domid) for domid in before}
+    window_ns = host.now_ns
+    before = {r.domain.domid: r for r in host.records()}
     idle0 = host.idle_ns()
     _advance(host, scenario.duration_s, control, interval_s)
-    after = host.domains()
+    end_ns = host.now_ns
     idle1 = host.idle_ns()
     span_ns = scenario.duration_s * 1e9
     capacity_ns = span_ns * host.pcpus
     results: list[DomainResult] = []
+    paths: set[tuple[int, str]] = set()
     dom0_cpu = 0.0
     dom0_weight = 0
-    for d in after:
+    for r in host.records():
+        if r.stopped_ns is not None and r.stopped_ns <= window_ns:
+            continue  # gone before the window
+        d = r.domain
         prev = before.get(d.domid)
-        cpu_ns = d.cpu_ns - (prev.cpu_ns if prev is not None else 0)
-        cpu_pct = 100.0 * cpu_ns / capacity_ns
+        cpu_pct = 100.0 * (d.cpu_ns - (prev.domain.cpu_ns if prev else 0)) / capacity_ns
         if d.domid == 0:
             dom0_cpu, dom0_weight = cpu_pct, d.weight
             continue
-        segments = host.delivered_segments(d.domid) - seg0.get(d.domid, 0)
+        segments = r.delivered_segments - (prev.delivered_segments if prev else 0)
+        first = prev.domain.workload if prev else d.workload
+        network = first in NETWORK_WORKLOADS or d.workload in NETWORK_WORKLOADS or segments > 0
+        if network:
+            paths |= r.data_paths
+        ran_ns = min(end_ns, r.stopped_ns or end_ns) - max(window_ns, r.started_ns)
         results.append(
             DomainResult(
                 name=d.name,
                 domid=d.domid,
-                workload=d.workload,
+                workload=d.workload if first == d.workload else f"{first}->{d.workload}",
                 weight=d.weight,
                 throughput_mbps=goodput_mbps(segments, scenario.duration_s),
                 cpu_pct=cpu_pct,
+                network=network,
+                ran_s=ran_ns / 1e9,
             )
         )
-    net = [r.throughput_mbps for r in results if r.workload in NETWORK_WORKLOADS]
+    net = [r.throughput_mbps for r in results if r.network]
     aggregate = sum(net)
+    capacity = link_goodput_mbps(scenario.host.link_mbps) * max(1, len(paths))
     return RunResult(
         scenario=scenario.name,
         seed=seed,
@@ -142,7 +165,8 @@ def run(
         idle_pct=100.0 * (idle1 - idle0) / capacity_ns,
         aggregate_mbps=aggregate,
         jain=jain_index(net),
-        efficiency=aggregate / link_goodput_mbps(scenario.host.link_mbps),
+        efficiency=aggregate / capacity,
         sim_seconds=scenario.duration_s + scenario.warmup_s,
         wall_seconds=time.perf_counter() - started,
+        capacity_mbps=capacity,
     )
