@@ -267,11 +267,24 @@ def moment_ns(seconds: float) -> int:
     return int(seconds * NS_PER_S)
 
 
+def _accepted(loc: tuple[int | str, ...]) -> str:
+    """The fields the table an unknown field was found in accepts."""
+    sections: dict[str, type[BaseModel]] = {
+        "host": HostSpec,
+        "domains": DomainSpec,
+        "phases": PhaseSpec,
+    }
+    model = sections.get(str(loc[0]), Scenario) if len(loc) > 1 else Scenario
+    return ", ".join(sorted(model.model_fields))
+
+
 def _format_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err["loc"]).lstrip(".")
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field; accepted: {_accepted(err['loc'])}"
         got = err.get("input")
         shown = f" (got {got!r})" if loc and not isinstance(got, dict | list) else ""
         # A check across fields has no location: its message starts with the field it names.

@@ -121,6 +121,8 @@ def _format(exc: ValidationError, given: dict[str, Any], toml_path: Path | None)
     for err in exc.errors():
         key = ".".join(str(x) for x in err["loc"]) or "config"
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown setting; accepted: {', '.join(sorted(Settings.model_fields))}"
         got = err.get("input")
         shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
         source = _source_of(str(err["loc"][0]) if err["loc"] else "", given, toml_path)

@@ -42,7 +42,7 @@ def test_shipped_scenario_is_valid(path: Path) -> None:
             {"domains": [{}], "phases": [{"at_s": 1, "action": "stop", "domain": "x"}]},
             "phases[0].domain: no domain named 'x'",
         ),
-        ({"hosts": {}}, "hosts: Extra inputs are not permitted"),
+        ({"hosts": {}}, "hosts: unknown field; accepted: description, domains, duration_s, host"),
         ({"warmup_s": float("inf")}, "warmup_s: Input should be a finite number"),
         ({"domains": [{"start_s": float("inf")}]}, "domains[0].start_s: Input should be a finite"),
         ({"domains": [{"start_s": 1e300}]}, "domains[0].start_s: Input should be less than"),
@@ -208,3 +208,14 @@ def test_a_file_whose_events_fall_after_the_end_is_refused(tmp_path: Path) -> No
         f"{path}: domains[0].stop_s = 5; phases[0].at_s = 1000: never happens, the run ends "
         "at 1 s (warmup_s + duration_s)"
     )
+
+
+def test_the_documented_example_is_a_valid_scenario(tmp_path: Path) -> None:
+    readme = Path(__file__).parents[2] / "simulator" / "scenarios" / "README.md"
+    match = re.search(r"```toml\n(.*?)```", readme.read_text(), re.S)
+    assert match is not None
+    example = tmp_path / "example.toml"
+    example.write_text(match.group(1))
+    scenario = load_scenario(example)
+    assert scenario.name == "my-experiment"
+    assert [d.names()[-1] for d in scenario.domains] == ["dom8"]

@@ -52,7 +52,7 @@ def test_precedence_flags_then_environment_then_file(
         ("mode = 'yolo'", "mode: Input should be 'auto' or 'advise' (got 'yolo')"),
         ("network_active_mbps = 0", "network_active_mbps: Input should be greater than 0"),
         ("restore_on_exit = 'perhaps'", "restore_on_exit: Input should be a valid boolean"),
-        ("interval = 3", "interval: Extra inputs are not permitted"),
+        ("interval = 3", "interval: unknown setting; accepted: admin_group, backend, "),
         ("admin_group = 'wheel;rm'", "admin_group: must be a group name"),
         ("backend = 'simulator'", "scenario: required when backend = 'simulator'"),
     ],
