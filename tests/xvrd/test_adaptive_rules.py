@@ -879,7 +879,9 @@ def test_dom0_is_never_lowered_below_the_weight_xvrd_found() -> None:
     assert _dom0_weights_set([light] * 3, CONTEXT) == []
     assert _dom0_weights_set([busy] * (GIVE_BACK_AFTER + 3), CONTEXT) == []
     assert _dom0_weights_set([light] * 3, found) == [1024]  # more than the estimate
-    raised = _with_weight(busy, "Domain-0", 1536)
+    # dom0 using well under what 1024 would earn it, as a give-back needs
+    spare = with_burner(observation(domus_cpu_pct=74.0, dom0_cpu_pct=15.0, rates=(123.0,) * 8))
+    raised = _with_weight(spare, "Domain-0", 1536)
     assert set(_dom0_weights_set([raised] * 4 * GIVE_BACK_AFTER, found)) == {1024}
 
 

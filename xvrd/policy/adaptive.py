@@ -76,6 +76,7 @@ from xvrd.policy.detect import (
     CPU_ACTIVE_PCT,
     DOM0_CREDIT_BOUND,
     Dom0Load,
+    active_weight,
     cpu_bound_without_traffic,
     crowded_out,
     detect,
@@ -106,6 +107,9 @@ GIVE_BACK_AFTER = 15
 PIN_FROM_WEIGHT = 8192
 #: Margin on dom0's observed CPU when estimating its demand.
 DEMAND_MARGIN = 1.5
+#: A give-back leaves dom0 using at most this much of what its lowered weight earns: under
+#: the share from which it counts as short of credit (``DOM0_CREDIT_BOUND``), for hysteresis.
+GIVE_BACK_BOUND = 0.75
 #: Below this idle share of the host the domUs are taken to need the CPU.
 IDLE_NEEDED_PCT = 5.0
 #: A domU counts in the traffic regime for this many ticks after it was last active, so a
@@ -614,15 +618,8 @@ class AdaptivePolicy:
         if findings and st.streak >= PERSIST and (st.cooldown == 0 or raise_failed):
             evidence = "; ".join(f.summary for f in findings)
             if st.cooldown == 0:
-                # dom0's part of it only where a raise can earn dom0 more
                 boost = self._boost_trial(
-                    obs,
-                    assessment,
-                    context,
-                    findings,
-                    estimate if load.weight_can_help else dom0.weight,
-                    baseline,
-                    st.boosted,
+                    obs, assessment, context, findings, load, baseline, st.boosted
                 )
                 if boost is not None:
                     return boost
@@ -714,13 +711,11 @@ class AdaptivePolicy:
             return self._weight_trial(dom0, target, "lower", reason, baseline)
         if cpu_needed:
             target = max(floor, dom0.weight // 2)
-            # Only as far as the credit arithmetic still covers what dom0 uses, with the margin
-            # detection allows: below that, dom0 runs out of credit, the lowered weight
-            # raises a finding of its own and the trial can only fail.
-            if (
-                dom0.weight > floor
-                and DOM0_CREDIT_BOUND * due_pct(obs, dom0, target) > load.cpu_pct
-            ):
+            # Only as far as the credit arithmetic still covers what dom0 uses, with a margin
+            # under the one detection allows: below that, dom0 runs out of credit and the
+            # lowered weight raises a finding of its own; just above it, the next busy tick
+            # does (among burners: lowered at tick 23, raised again at tick 30).
+            if dom0.weight > floor and GIVE_BACK_BOUND * due_pct(obs, dom0, target) > load.cpu_pct:
                 reason = (
                     f"give CPU back: no findings for {st.clear} ticks and only "
                     f"{assessment.idle_pct:.0f} % idle"
@@ -734,14 +729,14 @@ class AdaptivePolicy:
         assessment: Assessment,
         context: PolicyContext,
         findings: tuple[Finding, ...],
-        estimate: int,
+        load: Dom0Load,
         baseline: float,
         boosted: tuple[tuple[str, int, int], ...],
     ) -> tuple[tuple[Action, ...], Trial] | None:
         """Double the weight of network domUs crowded out by CPU-bound ones, so they stay
-        UNDER and run when they have work; with dom0 short of credit too, raise dom0 to its
-        estimate in the same step, since raising either end of the path alone moves the
-        bottleneck to the other."""
+        UNDER and run when they have work; with dom0 short of credit too, or about to be,
+        raise dom0 to its estimate in the same step, since raising either end of the path
+        alone moves the bottleneck to the other."""
         short, _ = crowded_out(obs, assessment, {u: before for u, before, _ in boosted})
         wr = context.weight_range
         crowded = next((f for f in findings if f.kind == "crowded-out"), None)
@@ -760,14 +755,31 @@ class AdaptivePolicy:
             for d, _ in targets
         ]
         dom0 = obs.dom0()
-        dom0_short = next((f for f in findings if f.kind in ("collapse", "dom0-starved")), None)
+        added = sum(new - d.weight for d, new in targets)
+        dom0_short = next(
+            (f.summary for f in findings if f.kind in ("collapse", "dom0-starved")), None
+        )
+        if dom0 is not None and dom0_short is None:
+            # The raised weights join the total dom0's share is cut from, and the traffic
+            # they let through needs dom0's CPU: a dom0 already using nearly all it would
+            # then earn is the next bottleneck (a boost alone, then a second step for
+            # dom0, took 12 intervals to settle among burners; at some seeds the boost
+            # alone failed and nothing was tried for a cooldown).
+            after = due_pct(obs, dom0, active=active_weight(obs) + added)
+            if load.cpu_pct >= DOM0_CREDIT_BOUND * after:
+                dom0_short = (
+                    f"dom0 at {load.cpu_pct:.0f} % against {after:.0f} % its weight earns "
+                    "once the crowded-out domUs' weights are raised"
+                )
+        estimate = wr.clamp(AdaptivePolicy._estimate(obs, load, added))
         if (
             dom0 is not None
             and dom0_short is not None
+            and load.weight_can_help
             and dom0.uuid not in context.manual
             and estimate > dom0.weight * 1.2
         ):
-            change.append(SetWeight(dom0.uuid, dom0.name, estimate, dom0_short.summary))
+            change.append(SetWeight(dom0.uuid, dom0.name, estimate, dom0_short))
             revert.append(
                 SetWeight(
                     dom0.uuid, dom0.name, dom0.weight, f"raise did not help: back to {dom0.weight}"
@@ -810,9 +822,10 @@ class AdaptivePolicy:
         )
 
     @staticmethod
-    def _estimate(obs: Observation, load: Dom0Load) -> int:
-        """dom0's weight from the credit arithmetic: w0 = W d / (1 - d)."""
-        others = sum(d.weight for d in obs.domus() if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT)
+    def _estimate(obs: Observation, load: Dom0Load, added: int = 0) -> int:
+        """dom0's weight from the credit arithmetic: w0 = W d / (1 - d); ``added`` is weight
+        the same step gives the domUs."""
+        others = added + sum(d.weight for d in obs.domus() if (d.cpu_pct or 0.0) >= CPU_ACTIVE_PCT)
         demand = min(0.9, max(load.cpu_pct * DEMAND_MARGIN, 0.9 * load.capacity_pct) / 100.0)
         return int(others * demand / (1.0 - demand) + 0.5)
 
