@@ -234,12 +234,15 @@ def format_table(result: RunResult, scenario: Scenario) -> str:
     wl = max([9] + [len(d.workload) for d in result.domains])
     lines.append(f"{'domain':<12} {'workload':<{wl}} {'weight':>6} {'Mb/s':>9} {'CPU %':>7}")
     partial = False
+    names = [d.name for d in result.domains]
     for d in result.domains:
+        # A domain stopped and started again under its name is another domain (new ID).
+        name = d.name if names.count(d.name) == 1 else f"{d.name}#{d.domid}"
         tput = f"{d.throughput_mbps:9.1f}" if d.network else f"{'-':>9}"
         ran = ""
         if d.ran_s < scenario.duration_s - 1e-9:
             ran, partial = f"  (ran {d.ran_s:g} s)", True
-        lines.append(f"{d.name:<12} {d.workload:<{wl}} {d.weight:>6} {tput} {d.cpu_pct:7.2f}{ran}")
+        lines.append(f"{name:<12} {d.workload:<{wl}} {d.weight:>6} {tput} {d.cpu_pct:7.2f}{ran}")
     dom0 = f"{'dom0':<12} {'':<{wl}} {result.dom0_weight:>6} {'':>9} {result.dom0_cpu_pct:7.2f}"
     lines.append(dom0)
     lines.append(f"{'idle':<12} {'':<{wl}} {'':>6} {'':>9} {result.idle_pct:7.2f}")

@@ -59,16 +59,24 @@ class DomainRecord:
     started_ns: int
     stopped_ns: int | None
     delivered_segments: int  # over every network workload it has had
-    # Where its flows' data met the wire, (NIC index, "in" or "out"): each such direction
-    # of a link carries at most one link's goodput.
-    data_paths: frozenset[tuple[int, str]]
+    workloads: tuple[Workload, ...]  # every workload it has had, oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """One workload a domain had from ``since_ns``: what a report needs of it."""
+
+    since_ns: int
+    name: str
+    # Where its flow's data met the wire, (NIC index, "in" or "out"), None without a flow:
+    # each such direction of a link carries at most one link's goodput.
+    data_path: tuple[int, str] | None
 
 
 class _Live:
     """Book-keeping of one running domain."""
 
     __slots__ = (
-        "data_paths",
         "delivered_before",
         "domid",
         "flow",
@@ -80,6 +88,7 @@ class _Live:
         "uuid",
         "vif",
         "workload",
+        "workloads",
     )
 
     def __init__(
@@ -96,7 +105,7 @@ class _Live:
         self.workload = "idle"
         self.started_ns = started_ns
         self.delivered_before = 0  # by the flows of its earlier workloads
-        self.data_paths: set[tuple[int, str]] = set()
+        self.workloads: list[Workload] = []
 
     def delivered(self) -> int:
         return self.delivered_before + (self.flow.delivered if self.flow is not None else 0)
@@ -204,7 +213,7 @@ class SimulatedHost:
             started_ns=rec.started_ns,
             stopped_ns=stopped_ns,
             delivered_segments=rec.delivered(),
-            data_paths=frozenset(rec.data_paths),
+            workloads=tuple(rec.workloads),
         )
 
     def ping_rtts_ns(self, domid: int) -> list[int]:
@@ -299,6 +308,7 @@ class SimulatedHost:
         assert rec.vif is not None
         guest: DomUNet | Burner | Idle
         flow: Flow | None = None
+        path: tuple[int, str] | None = None
         w = spec.workload
         if w in NETWORK_WORKLOADS or w == "ping":
             self._flow_ids += 1
@@ -318,7 +328,7 @@ class SimulatedHost:
             if w != "ping":
                 entry = flow.src_nic is not None
                 nic = flow.src_nic if entry else flow.dst_nic
-                rec.data_paths.add((nic.index, "in" if entry else "out"))
+                path = (nic.index, "in" if entry else "out")
             flow.ping = w == "ping"
             guest = DomUNet(
                 self.engine,
@@ -338,6 +348,7 @@ class SimulatedHost:
         rec.guest = guest
         rec.flow = flow
         rec.workload = w
+        rec.workloads.append(Workload(self.engine.now, w, path))
         guest.start()
         if isinstance(guest, DomUNet) and w == "ping":
             interval = int(spec.interval_ms * NS_PER_MS)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from simulator.host import SimulatedHost
+from simulator.host import SimulatedHost, Workload
 from simulator.scenario import NETWORK_WORKLOADS, Scenario
 from simulator.tcp import DATA_WIRE_BYTES, PAYLOAD_BYTES
 from simulator.workloads import goodput_mbps
@@ -75,7 +75,7 @@ class RunResult:
             "aggregate_mbps": round(self.aggregate_mbps, 2),
             "jain": round(self.jain, 4) if self.has_network else None,
             "efficiency": round(self.efficiency, 4) if self.has_network else None,
-            "capacity_mbps": round(self.capacity_mbps, 2),
+            "capacity_mbps": round(self.capacity_mbps, 2) if self.has_network else None,
             "sim_seconds": self.sim_seconds,
             "wall_seconds": round(self.wall_seconds, 3),
         }
@@ -102,6 +102,19 @@ def _advance(
         host.advance((end - host.now_ns) / 1e9)
 
 
+def _in_window(
+    workloads: tuple[Workload, ...], window_ns: int, end_ns: int
+) -> list[tuple[Workload, int]]:
+    """The workloads a domain had inside [window_ns, end_ns), with how long each."""
+    spans = []
+    for i, w in enumerate(workloads):
+        until = workloads[i + 1].since_ns if i + 1 < len(workloads) else end_ns
+        overlap = min(until, end_ns) - max(w.since_ns, window_ns)
+        if overlap > 0:
+            spans.append((w, overlap))
+    return spans
+
+
 def run(
     scenario: Scenario,
     seed: int = 0,
@@ -124,6 +137,9 @@ def run(
     capacity_ns = span_ns * host.pcpus
     results: list[DomainResult] = []
     paths: set[tuple[int, str]] = set()
+    # Each network domain's rate while it had a network workload: Jain compares how the
+    # domains shared the link, not how long each of them ran.
+    rates: list[float] = []
     dom0_cpu = 0.0
     dom0_weight = 0
     for r in host.records():
@@ -135,26 +151,28 @@ def run(
         if d.domid == 0:
             dom0_cpu, dom0_weight = cpu_pct, d.weight
             continue
+        gone_ns = r.stopped_ns if r.stopped_ns is not None else end_ns
+        spans = _in_window(r.workloads, window_ns, gone_ns)
         segments = r.delivered_segments - (prev.delivered_segments if prev else 0)
-        first = prev.domain.workload if prev else d.workload
-        network = first in NETWORK_WORKLOADS or d.workload in NETWORK_WORKLOADS or segments > 0
+        network_ns = sum(ns for w, ns in spans if w.name in NETWORK_WORKLOADS)
+        network = network_ns > 0 or segments > 0
         if network:
-            paths |= r.data_paths
-        ran_ns = min(end_ns, r.stopped_ns or end_ns) - max(window_ns, r.started_ns)
+            paths |= {w.data_path for w, _ in spans if w.data_path is not None}
+            if network_ns > 0:
+                rates.append(goodput_mbps(segments, network_ns / 1e9))
         results.append(
             DomainResult(
                 name=d.name,
                 domid=d.domid,
-                workload=d.workload if first == d.workload else f"{first}->{d.workload}",
+                workload="->".join(w.name for w, _ in spans) or d.workload,
                 weight=d.weight,
                 throughput_mbps=goodput_mbps(segments, scenario.duration_s),
                 cpu_pct=cpu_pct,
                 network=network,
-                ran_s=ran_ns / 1e9,
+                ran_s=sum(ns for _, ns in spans) / 1e9,
             )
         )
-    net = [r.throughput_mbps for r in results if r.network]
-    aggregate = sum(net)
+    aggregate = sum(x.throughput_mbps for x in results if x.network)
     capacity = link_goodput_mbps(scenario.host.link_mbps) * max(1, len(paths))
     return RunResult(
         scenario=scenario.name,
@@ -164,7 +182,7 @@ def run(
         dom0_weight=dom0_weight,
         idle_pct=100.0 * (idle1 - idle0) / capacity_ns,
         aggregate_mbps=aggregate,
-        jain=jain_index(net),
+        jain=jain_index(rates),
         efficiency=aggregate / capacity,
         sim_seconds=scenario.duration_s + scenario.warmup_s,
         wall_seconds=time.perf_counter() - started,

@@ -59,8 +59,9 @@ class Remote:
         self._jitter_bits = REMOTE_JITTER_NS.bit_length()
 
     def inbound(self, nic: Nic, chunk: Chunk) -> None:
-        # Remote hosts' timing varies by a few microseconds (interrupts, timers): the only
-        # randomness in the model, seeded, so runs are reproducible. Uniform over
+        # Remote hosts' timing varies by a few microseconds (interrupts, timers): with the
+        # burners' periods, the only randomness in the model, seeded, so runs are
+        # reproducible. Uniform over
         # [0, REMOTE_JITTER_NS) by rejection on raw bits, as CPython's randrange does, here
         # compiled (randrange is pure Python, a tenth of a run) and fixed in this code
         # whatever a Python version's randrange does.

@@ -63,3 +63,33 @@ def test_without_network_domains_there_is_no_fairness_or_efficiency() -> None:
     assert result["jain"] is None
     assert result["efficiency"] is None
     assert result["aggregate_mbps"] == 0
+
+
+def test_efficiency_counts_only_the_directions_used_inside_the_window() -> None:
+    """Sending during the warm-up, receiving through the window: one direction."""
+    result = _run(
+        [{"name": "a", "workload": "send"}],
+        [{"at_s": 0.5, "action": "workload", "domain": "a", "workload": "receive"}],
+    )
+    assert result["efficiency"] > 0.99
+    assert result["domains"][0]["workload"] == "receive"
+
+
+def test_jain_compares_rates_while_the_domains_ran() -> None:
+    """A receiver joining halfway shares the link fairly with the one already there."""
+    result = _run(
+        [{"name": "a", "workload": "receive"}, {"name": "b", "workload": "receive", "start_s": 3}]
+    )
+    assert result["domains"][1]["ran_s"] == 2.0
+    assert result["jain"] > 0.95
+
+
+def test_each_workload_inside_the_window_is_named() -> None:
+    result = _run(
+        [{"name": "a", "workload": "receive"}],
+        [
+            {"at_s": 2, "action": "workload", "domain": "a", "workload": "burn"},
+            {"at_s": 3, "action": "workload", "domain": "a", "workload": "receive"},
+        ],
+    )
+    assert result["domains"][0]["workload"] == "receive->burn->receive"
