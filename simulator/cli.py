@@ -27,6 +27,9 @@ from xvrd.exits import EX_CONFIG
 from xvrd.ranges import format_ranges, parse_ranges
 
 if TYPE_CHECKING:
+    from simulator.closed_loop import Change
+    from simulator.host import SimulatedHost
+    from simulator.report import Controller
     from simulator.suite import Spread, SuiteResult
 
 EX_CALIBRATION = 1  # some cell is out of tolerance
@@ -267,6 +270,20 @@ def format_table(result: RunResult, scenario: Scenario) -> str:
     return "\n".join(lines)
 
 
+def _format_changes(changes: list[Change]) -> str:
+    """The settings the adaptive policy changed, at the simulated time of each tick."""
+    if not changes:
+        return "\nthe adaptive policy changed nothing"
+    lines = ["", "settings the adaptive policy changed (simulated seconds from the start):"]
+    for c in changes:
+        r = c.record
+        if r is None:
+            lines.append(f"{c.t_s:8.1f}  and {c.more} more setting(s)")
+        else:
+            lines.append(f"{c.t_s:8.1f}  {r.domain} {r.setting} {r.old} -> {r.new}: {r.reason}")
+    return "\n".join(lines)
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         scenario = _scenario(args)
@@ -274,15 +291,25 @@ def _run(args: argparse.Namespace) -> int:
         print(f"xvrd simulate: {exc}", file=sys.stderr)
         return EX_CONFIG
     controller = None
+    made: list[Any] = []
     if args.policy == "adaptive":
         from simulator.closed_loop import adaptive_controller
 
-        controller = adaptive_controller
+        def controller(host: SimulatedHost, interval_s: float) -> Controller:
+            made.append(adaptive_controller(host, interval_s))
+            return made[-1]  # type: ignore[no-any-return]
+
     result = run(scenario, seed=args.seed or 0, controller=controller)
+    changes = made[0].changes if made else None
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        document = result.to_json()
+        if changes is not None:
+            document["changes"] = [c.to_json() for c in changes]
+        print(json.dumps(document, indent=2))
     else:
         print(format_table(result, scenario))
+        if changes is not None:
+            print(_format_changes(changes))
     return 0
 
 

@@ -10,15 +10,34 @@ from __future__ import annotations
 
 import tempfile
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 from simulator.host import SimulatedHost
 from simulator.report import Controller
+from xvrd.actuator import ActionRecord
 from xvrd.backends.simulated import SimulatorBackend
 from xvrd.config import given_settings
 from xvrd.daemon import Daemon
 from xvrd.policy.adaptive import AdaptivePolicy
 from xvrd.policy.base import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A setting the daemon changed, at the simulated time of the tick that changed it; or
+    (``record`` None) how many more that tick changed than the actuator's history holds."""
+
+    t_s: float
+    record: ActionRecord | None
+    more: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        r = self.record
+        if r is None:
+            return {"t_s": self.t_s, "more": self.more}
+        return {"t_s": self.t_s, "domain": r.domain, "setting": r.setting, "old": r.old,
+                "new": r.new, "reason": r.reason}  # fmt: skip
 
 
 def daemon_controller(
@@ -36,13 +55,23 @@ def daemon_controller(
     daemon = Daemon(settings, SimulatorBackend(host, speed=None), policy or AdaptivePolicy())
     daemon.tick()  # the baseline sample
 
-    def control(_host: SimulatedHost) -> int:
+    changes: list[Change] = []
+
+    def control(host_now: SimulatedHost) -> int:
         before = daemon.actuator.applied
+        seen = {id(r) for r in daemon.actuator.history}
         daemon.tick()
-        return 1 if daemon.actuator.applied > before else 0
+        t_s = host_now.now_ns / 1e9
+        new = [r for r in daemon.actuator.history if r.applied and id(r) not in seen]
+        changes.extend(Change(t_s, r) for r in new)
+        applied = daemon.actuator.applied - before
+        if applied > len(new):  # a pin over more domains than the history holds
+            changes.append(Change(t_s, None, applied - len(new)))
+        return 1 if applied else 0
 
     weakref.finalize(control, state_dir.cleanup)
     control.daemon = daemon  # type: ignore[attr-defined]
+    control.changes = changes  # type: ignore[attr-defined]
     return control
 
 

@@ -138,6 +138,23 @@ def test_adaptive_policy_closes_the_loop_from_the_command_line(
     data = json.loads(out)
     assert data["dom0"]["weight"] > 256  # the policy raised it
     assert data["jain"] > 0.9
+    raise_ = next(c for c in data["changes"] if c["domain"] == "Domain-0")
+    assert raise_["setting"] == "weight"
+    assert raise_["old"] == "256"
+    assert raise_["t_s"] == 2.0  # its first tick with rates
+    # a pin of dom0 changes all nine domains' affinities in one tick
+    pins = [c for c in data["changes"] if c.get("setting") == "pinning"]
+    assert len(pins) == 9
+    code, out, _ = run_cli(
+        capsys, "simulate", "--workload", "receive", "--domus", "8", "--policy", "adaptive",
+        "--duration", "10", "--warmup", "10",
+    )  # fmt: skip
+    assert "settings the adaptive policy changed" in out
+    assert "Domain-0 weight 256 -> " in out
+    code, out, _ = run_cli(
+        capsys, "simulate", "--workload", "receive", "--domus", "2", "--duration", "1", "--json"
+    )
+    assert "changes" not in json.loads(out)  # no policy, nothing to list
 
 
 def test_the_operators_environment_does_not_reach_the_closed_loop(
