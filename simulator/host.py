@@ -56,7 +56,6 @@ class DomainRecord:
     over a window needs of a domain that started, stopped or changed workload inside it."""
 
     domain: SimDomain  # now, or as it was when it stopped
-    started_ns: int
     stopped_ns: int | None
     delivered_segments: int  # over every network workload it has had
     workloads: tuple[Workload, ...]  # every workload it has had, oldest first
@@ -84,16 +83,13 @@ class _Live:
         "name",
         "sched",
         "seq",
-        "started_ns",
         "uuid",
         "vif",
         "workload",
         "workloads",
     )
 
-    def __init__(
-        self, domid: int, name: str, uuid: str, seq: int, sched: Domain, *, started_ns: int
-    ) -> None:
+    def __init__(self, domid: int, name: str, uuid: str, seq: int, sched: Domain) -> None:
         self.domid = domid
         self.name = name
         self.uuid = uuid
@@ -103,7 +99,6 @@ class _Live:
         self.flow: Flow | None = None
         self.guest: DomUNet | Burner | Idle | Dom0Netback | None = None
         self.workload = "idle"
-        self.started_ns = started_ns
         self.delivered_before = 0  # by the flows of its earlier workloads
         self.workloads: list[Workload] = []
 
@@ -148,7 +143,7 @@ class SimulatedHost:
         # partials and bound methods, which run without a Python frame of their own.
         self.netback.wake_self = partial(self.sched.wake, v0)
         self.netback.preempt_pending = v0.resched_pending
-        rec = _Live(0, DOM0_NAME, DOM0_UUID, 0, dom0, started_ns=0)
+        rec = _Live(0, DOM0_NAME, DOM0_UUID, 0, dom0)
         rec.guest = self.netback
         rec.workload = "dom0"
         self._live[0] = rec
@@ -210,7 +205,6 @@ class SimulatedHost:
     def _record(self, rec: _Live, stopped_ns: int | None = None) -> DomainRecord:
         return DomainRecord(
             domain=self._snapshot(rec),
-            started_ns=rec.started_ns,
             stopped_ns=stopped_ns,
             delivered_segments=rec.delivered(),
             workloads=tuple(rec.workloads),
@@ -288,7 +282,7 @@ class SimulatedHost:
         uuid = str(uuidlib.uuid5(_UUID_NS, f"{self.seed}/{name}"))
         placeholder = Idle()
         d = self.sched.add_domain(domid, weight, cap, [placeholder])
-        rec = _Live(domid, name, uuid, self._seq, d, started_ns=self.engine.now)
+        rec = _Live(domid, name, uuid, self._seq, d)
         self._live[domid] = rec
         v = d.vcpus[0]
         pinning = getattr(spec, "pinning", None)
