@@ -74,6 +74,10 @@ class Unit:
         self.commit = commit
 
 
+def no_effect(_t: int) -> None:
+    """The commit of a unit whose completion changes nothing but the time it took."""
+
+
 class Guest(Protocol):
     """What runs inside a vCPU: asked for its next unit of work, None meaning it blocks."""
 

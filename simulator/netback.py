@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from simulator.credit import Unit, VCpu
+from simulator.credit import Unit, VCpu, no_effect
 from simulator.engine import NS_PER_US, Engine
 from simulator.network import FRAME_OVERHEAD_BYTES, Nic, Vif, wire_bytes
 from simulator.tcp import ACK, DATA, Chunk
@@ -69,10 +69,6 @@ MAX_SOFTIRQ_RESTART = 10
 #: Free posted buffers netback needs to keep a vif's queue running: one packet's worst case
 #: with scatter-gather (MAX_SKB_FRAGS + 2 = 20 with 4 KiB pages, netbk_queue_full).
 RX_SLOTS_NEEDED = 20
-
-
-def _nothing(_t: int) -> None:
-    return None
 
 
 class Dom0Netback:
@@ -171,13 +167,13 @@ class Dom0Netback:
         dom0's units and moves nothing by more than those microseconds."""
         charged = 0
         unit = self._next_unit(now)
-        while unit is not None and unit.commit is _nothing:
+        while unit is not None and unit.commit is no_effect:
             charged += unit.remaining_ns
             unit = self._next_unit(now)
         if not charged:
             return unit
         if unit is None:
-            return Unit(charged, _nothing)
+            return Unit(charged, no_effect)
         unit.remaining_ns += charged
         return unit
 
@@ -266,7 +262,7 @@ class Dom0Netback:
         for nic in self.nics:
             if nic.port_pending:
                 nic.port_pending = False
-                return Unit(NIC_IRQ_NS, _nothing)
+                return Unit(NIC_IRQ_NS, no_effect)
         for vif in self.vifs:
             if vif.rx_event or vif.tx_event:
                 return self._vif_event(vif)
@@ -279,7 +275,7 @@ class Dom0Netback:
                 vif.scheduled = True
                 self._schedule.append(vif)
         if not vif.rx_event:
-            return Unit(VIF_EVENT_NS, _nothing)
+            return Unit(VIF_EVENT_NS, no_effect)
         vif.rx_event = False
         return Unit(VIF_EVENT_NS + DOM0_NOTIFY_NS, lambda _t: self._wake_queue(vif))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from simulator.credit import Unit, VCpu
+from simulator.credit import Unit, VCpu, no_effect
 from simulator.engine import NS_PER_MS, NS_PER_US, Engine
 from simulator.netback import BATCH_PACKETS, Dom0Netback
 from simulator.network import NETFRONT_RX_TARGET, Nic, Vif
@@ -302,11 +302,7 @@ class Burner:
             return None
         # Taken now: work arriving while this runs adds to what follows it.
         cost, self.left_ns = self.left_ns, 0
-        return Unit(cost, _done)
-
-
-def _done(_t: int) -> None:
-    return None
+        return Unit(cost, no_effect)
 
 
 class Idle:
