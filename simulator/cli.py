@@ -156,7 +156,7 @@ def register(sub: Any) -> None:
         "--policy",
         choices=["static", "adaptive"],
         help="static (default): the settings as given; adaptive: the daemon's policy in "
-        "closed loop",
+        "closed loop, listing each setting it changed and when",
     )
     suite = p.add_argument_group("suite")
     suite.add_argument(
