@@ -35,6 +35,8 @@ CONTEXT = PolicyContext(
     held=False,
     mode="auto",
 )
+#: What a starved domU drops in these observations.
+STARVED_DROPS_PS = 40.0
 #: Eight receivers filling the link a little unevenly: Jain about 0.986.
 RATES = (145.0, 135.0, 125.0, 120.0, 115.0, 115.0, 105.0, 100.0)
 
@@ -69,6 +71,14 @@ def observation(
 ) -> Observation:
     domus = tuple(
         domain(i, 256, domus_cpu_pct / len(rates), rate) for i, rate in enumerate(rates, start=1)
+    )
+    # Those moving traffic under half the mean drop packets, as starved receivers do:
+    # evidence of starvation from the first tick (xvrd.policy.detect.showing_starvation).
+    moving = [r for r in rates if r >= 1]
+    mean = sum(moving) / max(len(moving), 1)
+    domus = tuple(
+        replace(d, rx_drops_ps=STARVED_DROPS_PS) if 1 <= (d.rx_mbps or 0.0) < mean / 2 else d
+        for d in domus
     )
     dom0 = replace(domain(0, 4096, dom0_cpu_pct), vcpus=dom0_vcpus)
     everywhere = frozenset(range(host_cpus))
@@ -958,3 +968,25 @@ def test_a_hold_forgets_the_ticks_counted_towards_giving_back() -> None:
         after.append(policy.decide(obs, assess(obs, 984.0, 0.5), context, after[-1].state))
     given_back = [i for i, d in enumerate(after) if d.actions]
     assert given_back[:1] == [GIVE_BACK_AFTER - 1]
+
+
+def _without_drops(obs: Observation) -> Observation:
+    return replace(obs, domains=tuple(replace(d, rx_drops_ps=0.0) for d in obs.domains))
+
+
+def test_the_first_tick_a_rate_can_be_seen_to_move_in_new_traffic_acts_at_once() -> None:
+    """Starved domUs that drop nothing show no starvation in their first tick: a rate must
+    be seen to move. In new traffic (here, the start) the next tick, the first that can
+    show it, acts at once; a finding that appears later waits to persist."""
+    first = _without_drops(_with_dom0(observation(40.0, rates=STARVING), weight=256))
+    moved_rates = (300.0, 280.0, 180.0, 100.0, 40.0, 25.0, 8.0, 5.0)
+    moved = _without_drops(_with_dom0(observation(40.0, rates=moved_rates), weight=256))
+    decisions = drive([first, moved], CONTEXT)
+    assert not decisions[0].findings
+    assert not decisions[0].actions
+    assert "unfairness" in {f.kind for f in decisions[1].findings}
+    assert _raises(decisions[1:])
+    later = drive([first] * 4 + [moved, first], CONTEXT)
+    assert [bool(d.findings) for d in later] == [False] * 4 + [True, True]
+    assert not _raises(later[:5])
+    assert _raises(later[5:])

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from xvrd.analysis import assess
 from xvrd.backends.base import Pinning
-from xvrd.policy.detect import detect, dom0_load
+from xvrd.policy.detect import (
+    STEADY_TICKS,
+    RateHistory,
+    detect,
+    dom0_load,
+    remember_rates,
+    showing_starvation,
+)
 from xvrd.sampler import DomainRates, Observation
 
 from .conftest import TWO_CPUS
@@ -12,9 +19,11 @@ from .conftest import TWO_CPUS
 P = Pinning((frozenset({0, 1}),))
 
 
-def dom(domid: int, mbps: float, cpu: float, weight: int = 256, tx: float = 0.0) -> DomainRates:
+def dom(
+    domid: int, mbps: float, cpu: float, weight: int = 256, tx: float = 0.0, *, drops: float = 0.0
+) -> DomainRates:
     return DomainRates(f"u{domid}", domid, f"dom{domid}", domid, 1, weight, 0, P,
-                       mbps, tx, mbps * 80, tx * 80, 0.0, 0.0, cpu)  # fmt: skip
+                       mbps, tx, mbps * 80, tx * 80, drops, 0.0, cpu)  # fmt: skip
 
 
 def observe(
@@ -25,9 +34,11 @@ def observe(
     return Observation(0, 2.0, TWO_CPUS, tuple(rows))
 
 
-def findings(obs: Observation) -> dict[str, dict[str, object]]:
+def findings(
+    obs: Observation, starving: frozenset[str] | None = None
+) -> dict[str, dict[str, object]]:
     a = assess(obs, link_frame_mbps=984.0, active_threshold_mbps=0.5)
-    return {f.kind: f.evidence for f in detect(obs, a)}
+    return {f.kind: f.evidence for f in detect(obs, a, starving=starving)}
 
 
 def test_creation_order_starvation_with_a_busy_dom0_is_unfair() -> None:
@@ -46,6 +57,67 @@ def test_an_application_limited_domu_with_dom0_at_ease_is_not_a_finding() -> Non
     """One domU wants 100 Mb/s, three take the rest; dom0 has time to spare."""
     obs = observe(34.0, [(280, 3), (280, 3), (280, 3), (100, 1)])
     assert findings(obs) == {}
+
+
+def history(*ticks: list[tuple[float, float]], dom0_cpu: float = 43.0) -> RateHistory:
+    """The rate history after one observation per tick: (Mb/s, drops/s) per domU."""
+    out: RateHistory = ()
+    for tick in ticks:
+        rows = [dom(0, 0.0, dom0_cpu)]
+        rows += [dom(i, mbps, 2, drops=d) for i, (mbps, d) in enumerate(tick, start=1)]
+        out = remember_rates(Observation(0, 2.0, TWO_CPUS, tuple(rows)), out)
+    return out
+
+
+GREEDY = [(285.0, 0.0)] * 3
+
+
+def test_an_application_limited_domu_shows_no_starvation() -> None:
+    """One sender at 85 Mb/s among three greedy ones, dom0 busy carrying the full link
+    (43 % of 50): the low rate alone is no evidence, and its steady rate without drops
+    shows none."""
+    obs = observe(43.0, [(285, 3), (285, 3), (285, 3), (85, 1)])
+    assert findings(obs)["unfairness"]["starved"] == "dom4"  # judged by the rate alone
+    steady = history(*[[*GREEDY, (85 + k * 0.2, 0)] for k in range(5)])
+    assert "u4" not in showing_starvation(steady)
+    assert findings(obs, showing_starvation(steady)) == {}
+
+
+def test_a_starved_domu_shows_it_by_a_rate_that_moves_or_by_drops() -> None:
+    obs = observe(43.0, [(285, 3), (285, 3), (285, 3), (85, 1)])
+    moving = history([*GREEDY, (85, 0)], [*GREEDY, (80, 0)])
+    dropping = history([*GREEDY, (85, 0)], [*GREEDY, (85, 0)], [*GREEDY, (85, 3.5)])
+    dropping_at_once = history([*GREEDY, (85, 3.5)])
+    for seen in (moving, dropping, dropping_at_once):
+        assert showing_starvation(seen) == {"u4"}
+        assert findings(obs, showing_starvation(seen))["unfairness"]["starved"] == "dom4"
+
+
+def test_a_change_over_two_ticks_must_be_twice_what_it_must_be_over_three() -> None:
+    """0.9 % is the bound over three ticks; a single change must be 1.8 %."""
+    assert showing_starvation(history([(100, 0)], [(101.5, 0)])) == frozenset()  # 0.74 %
+    assert showing_starvation(history([(100, 0)], [(104, 0)])) == {"u1"}  # 1.96 %
+    assert showing_starvation(history([(100, 0)], [(102, 0)], [(100, 0)])) == {"u1"}  # 0.94 %
+    assert showing_starvation(history([(100, 0)], [(101, 0)], [(100, 0)])) == frozenset()
+
+
+def test_starvation_is_judged_over_the_last_ticks_a_domu_was_seen_in_a_row() -> None:
+    assert showing_starvation(history([(85, 0)])) == frozenset()  # one tick: no evidence
+    moved_long_ago = history([(60, 0)], *[[(85, 0)]] * STEADY_TICKS)
+    assert showing_starvation(moved_long_ago) == frozenset()
+    assert len(moved_long_ago) == STEADY_TICKS
+    # Unread for a tick (missing): the run starts again, and one tick is no evidence.
+    gap = history([(60, 0)], [], [(85, 0)])
+    assert showing_starvation(gap) == frozenset()
+    silent = history([(0, 0)], [(0, 0)], [(0, 0)])
+    assert showing_starvation(silent) == frozenset()
+
+
+def test_a_steady_domu_does_not_hide_a_starved_one_beside_it() -> None:
+    obs = observe(47.0, [(330, 3), (330, 3), (100, 1), (40, 0.5)])
+    seen = history(*[[(330, 0), (330, 0), (100, 0), (40 + 9 * k, 0)] for k in range(3)])
+    assert showing_starvation(seen) == {"u4"}
+    assert findings(obs, showing_starvation(seen))["unfairness"]["starved"] == "dom4"
 
 
 def test_forwarding_collapse_with_idle_cpu_and_dom0_out_of_credit() -> None:

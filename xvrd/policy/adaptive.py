@@ -5,8 +5,10 @@ Each tick the policy sees the findings (`xvrd.policy.detect`) and an objective, 
 aggregate throughput times Jain's index among network-active domUs: throughput that is
 shared fairly. It changes one thing at a time and judges it:
 
-1. *Feed-forward.* When findings persist (two ticks) or the set of network-active domUs
-   changes, dom0's weight starts from what the credit arithmetic says it needs: dom0 earns
+1. *Feed-forward.* When findings persist (two ticks), or appear as the set of
+   network-active domUs changes or in the tick after (the first in which a new domU's
+   rate can be seen to move: `xvrd.policy.detect.showing_starvation`), dom0's weight starts
+   from what the credit arithmetic says it needs: dom0 earns
    ``w0 / (w0 + W)`` of the host, so to cover a demand ``d`` it needs ``w0 = W d / (1 - d)``,
    W being the other CPU-active domains' weights and d dom0's use with a margin. When
    domUs join a dom0 that already uses what its weight earns, the first tick that sees
@@ -76,12 +78,15 @@ from xvrd.policy.detect import (
     CPU_ACTIVE_PCT,
     DOM0_CREDIT_BOUND,
     Dom0Load,
+    RateHistory,
     active_weight,
     cpu_bound_without_traffic,
     crowded_out,
     detect,
     dom0_load,
     due_pct,
+    remember_rates,
+    showing_starvation,
     wanting_cpu,
 )
 from xvrd.sampler import DomainRates, Observation
@@ -183,7 +188,9 @@ class AdaptiveState:
     boosted: tuple[tuple[str, int, int], ...] = ()
     uncrowded: int = 0  # consecutive ticks without a CPU-bound domU moving no traffic
     left: bool = False  # domains were destroyed in the last interval
+    fresh: bool = False  # the traffic changed at the last tick
     unfair: bool = False  # the last tick found unfairness (it clears a little higher)
+    rates: RateHistory = ()  # the domUs' rates over the last ticks: who shows starvation
 
 
 def objective(assessment: Assessment) -> float:
@@ -312,6 +319,8 @@ class AdaptivePolicy:
             if isinstance(state, AdaptiveState)
             else AdaptiveState(boosted=_raises_left_behind(observation, context))
         )
+        # Whether the last tick changed the traffic holds for this tick only.
+        fresh, st = st.fresh, replace(st, fresh=False)
         weights = {d.uuid: d.weight for d in observation.domus()}
         # A boost is forgotten once its domU is gone, has a manual weight, or someone else
         # set its weight (a trial in flight changes it on purpose).
@@ -328,11 +337,13 @@ class AdaptivePolicy:
                 )
             ),
         )
+        rates = remember_rates(observation, st.rates)
         findings = detect(
             observation,
             assessment,
             {u: before for u, before, _ in st.boosted},
             was_unfair=st.unfair,
+            starving=showing_starvation(rates),
         )
         dom0 = observation.dom0()
         if dom0 is None:
@@ -343,6 +354,7 @@ class AdaptivePolicy:
         now_regime = regime(seen)
         st = replace(
             st,
+            rates=rates,
             seen=seen,
             uncrowded=0 if cpu_bound_without_traffic(observation, assessment) else st.uncrowded + 1,
             unfair=any(f.kind == "unfairness" for f in findings),
@@ -454,9 +466,15 @@ class AdaptivePolicy:
             if st.running
             else 0
         )
-        st = replace(st, running=running, left=False)
+        st = replace(st, running=running, left=False, fresh=regime_changed)
         if not regime_changed:
             st = replace(st, regime=now_regime)
+            if fresh and findings and st.trial is None:
+                # The first whole interval of the new traffic, and the first in which a
+                # domU's rate can be seen to move: findings act at once, as they would have
+                # in the tick the traffic changed had nothing been done then, and are
+                # measured against this tick alone (the last may have been other traffic).
+                st = replace(st, streak=max(st.streak, PERSIST), recent=(tick,))
         else:
             # New traffic: what failed before may work now, and the estimate changed.
             st = replace(

@@ -3,8 +3,12 @@
 Unfairness and collapse require dom0 to be short of CPU, because that is the cause xvrd can
 fix (by weight or pinning): dom0 does every domU's packet work, and when it runs out of
 credit the domains it serves last starve and the whole host slows. A domU that simply wants
-less (an application-limited flow) never triggers anything: its low rate comes with a dom0
-that has time to spare.
+less (an application-limited flow) must not trigger anything, and a low rate alone cannot
+tell it from a starved one. What can is how the rate behaves: a flow starved by dom0 is a
+TCP flow fighting for what dom0 gets round to, and its rate moves from one interval to the
+next, with drops on the way; one that gets what its application asks for moves the same
+rate, interval after interval. So a domU under half the mean counts as starved only with
+that evidence over its last ticks (`showing_starvation`): a drop, or a rate that moved.
 
 The other end of the path is the network domU itself: among CPU-bound domUs it is runnable
 most of the time, so it rarely wakes with the credit scheduler's BOOST and queues behind
@@ -15,6 +19,7 @@ traffic take at least theirs. Its weight is what can fix it.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -40,6 +45,19 @@ IDLE_COLLAPSE_PCT = 10.0
 CPU_ACTIVE_PCT = 0.5
 #: A network-active domU using less than this fraction of what its weight earns is short.
 DOMU_SHORT = 0.8
+#: A domU shows starvation when it dropped packets, or its throughput varied by
+#: ``STEADY_CV`` or more (standard deviation over mean) over its last ``STEADY_TICKS``
+#: ticks; seen for two ticks only, by twice that (one change is the weaker sign). In the
+#: simulator, an application-limited sender below half the mean varies by at most 0.63 %
+#: over three ticks and 0.64 % over two, its first tick included (one to seven greedy senders
+#: beside it, 10 to 200 Mb/s, seeds 0 to 11), while every flow starved by dom0 that went
+#: three ticks without drops varied by 1.3 % or more (receive, forward and join-leave
+#: scenarios, seeds 0 to 7; over two ticks, 2.5 % of them by less than 1.8 %).
+STEADY_TICKS = 3
+STEADY_CV = 0.009
+
+#: Per tick, oldest first: each domU's (UUID, throughput Mb/s, dropped anything).
+RateHistory = tuple[tuple[tuple[str, float, bool], ...], ...]
 
 
 #: What bounds what dom0 can get (`Dom0Load.limit`), as status and the log put it.
@@ -205,14 +223,55 @@ def _allowed_cpus(obs: Observation, d: DomainRates) -> frozenset[int]:
     return frozenset().union(*d.pinning.vcpus) & obs.cpu_ids or obs.cpu_ids
 
 
+def remember_rates(obs: Observation, history: RateHistory) -> RateHistory:
+    """``history`` with this tick's domU rates added, the last ``STEADY_TICKS`` kept."""
+    now = tuple(
+        (d.uuid, d.throughput_mbps, bool(d.rx_drops_ps or d.tx_drops_ps)) for d in obs.domus()
+    )
+    return (*history, now)[-STEADY_TICKS:]
+
+
+def showing_starvation(history: RateHistory) -> frozenset[str]:
+    """domUs that, over the ticks they were seen in a row up to the last (at most
+    ``STEADY_TICKS``), dropped packets or moved a rate that varied (`_moved`). One tick
+    without drops is no evidence: a rate must be seen to move."""
+    if not history:
+        return frozenset()
+    runs: dict[str, list[float]] = {uuid: [] for uuid, _, _ in history[-1]}
+    dropped: set[str] = set()
+    ended: set[str] = set()  # not seen in some tick: what came before is another run
+    for tick in reversed(history):
+        present = {uuid: (mbps, drops) for uuid, mbps, drops in tick}
+        for uuid, seen in runs.items():
+            if uuid in ended or uuid not in present:
+                ended.add(uuid)
+                continue
+            mbps, drops = present[uuid]
+            seen.append(mbps)
+            if drops:
+                dropped.add(uuid)
+    return frozenset(uuid for uuid, seen in runs.items() if uuid in dropped or _moved(seen))
+
+
+def _moved(rates: list[float]) -> bool:
+    """The rates varied by ``STEADY_CV`` or more (two of them: by twice that)."""
+    if len(rates) < 2:
+        return False
+    bound = STEADY_CV * (2 if len(rates) == 2 else 1)
+    return statistics.pstdev(rates) >= bound * max(statistics.fmean(rates), 1e-9)
+
+
 def detect(
     obs: Observation,
     assessment: Assessment,
     entitled: Mapping[str, int] | None = None,
     was_unfair: bool = False,
+    starving: frozenset[str] | None = None,
 ) -> tuple[Finding, ...]:
     """Unfairness, collapse and crowding-out findings, each with the figures that show it
-    (``entitled``: see `crowded_out`; ``was_unfair``: the last tick found unfairness)."""
+    (``entitled``: see `crowded_out`; ``was_unfair``: the last tick found unfairness;
+    ``starving``: the domUs `showing_starvation`, the only ones that can count as starved;
+    None judges by the rate alone)."""
     load = dom0_load(obs)
     if load is None:
         return ()
@@ -220,7 +279,7 @@ def detect(
     active = [by_uuid[u] for u in sorted(assessment.network_active) if u in by_uuid]
     findings: list[Finding] = []
     threshold = JAIN_UNFAIR + (JAIN_HYSTERESIS if was_unfair else 0.0)
-    unfair = _unfairness(active, assessment, load, threshold)
+    unfair = _unfairness(active, assessment, load, threshold, starving)
     if unfair is not None:
         findings.append(unfair)
     collapse = _collapse(active, assessment, load)
@@ -243,13 +302,22 @@ def _dom0_evidence(load: Dom0Load, assessment: Assessment) -> dict[str, float | 
 
 
 def _unfairness(
-    active: list[DomainRates], assessment: Assessment, load: Dom0Load, threshold: float
+    active: list[DomainRates],
+    assessment: Assessment,
+    load: Dom0Load,
+    threshold: float,
+    starving: frozenset[str] | None,
 ) -> Finding | None:
     if len(active) < 2 or assessment.jain >= threshold or not load.busy:
         return None
     mean = assessment.aggregate_mbps / len(active)
     starved = sorted(
-        (d for d in active if d.throughput_mbps < STARVED_FRACTION * mean),
+        (
+            d
+            for d in active
+            if d.throughput_mbps < STARVED_FRACTION * mean
+            and (starving is None or d.uuid in starving)
+        ),
         key=lambda d: (d.throughput_mbps, d.uuid),
     )
     if not starved:
