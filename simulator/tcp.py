@@ -105,9 +105,9 @@ class Flow:
         self.tokens = min(burst, self.tokens + (now - self.tokens_at) * self.app_rate_pps / 1e9)
         self.tokens_at = now
 
-    def next_token_ns(self, now: int) -> int:
-        """When an application-limited sender will next have a segment to send."""
-        missing = max(0.0, 1.0 - self.tokens)
+    def next_token_ns(self, now: int, segments: int = 1) -> int:
+        """When an application-limited sender will next have ``segments`` to send."""
+        missing = max(0.0, segments - self.tokens)
         return now + int(missing * 1e9 / self.app_rate_pps) + 1
 
     def on_sent(self, count: int) -> None:

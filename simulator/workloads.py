@@ -37,6 +37,10 @@ DOMU_BATCH_NS = 2 * NS_PER_US
 #: start on them (tcp_write_xmit hands each segment on as it is built; 8 x 4.2 us = 34 us
 #: of domU work per group, finer than the NIC's 60 us interrupt coalescing).
 SEND_GROUP = 8
+#: Segments an application-limited domU sender writes at a time: its application sleeps
+#: until its rate allows a write of this many (an application writing in buffers), not
+#: waking its vCPU for every segment, which would cost it a vCPU wake-up per segment.
+APP_WRITE_SEGMENTS = SEND_GROUP
 #: How often a TCP sender checks for a retransmission timeout.
 RTO_CHECK_NS = 50 * NS_PER_MS
 #: Spread of a remote host's response time.
@@ -181,7 +185,7 @@ class DomUNet:
                 return self._tx_batch(n)
             if flow.app_rate_pps > 0 and flow.window() > flow.inflight and not flow.timer_set:
                 flow.timer_set = True
-                self.engine.at(flow.next_token_ns(now), self._token)
+                self.engine.at(flow.next_token_ns(now, APP_WRITE_SEGMENTS), self._token)
         self._sending = False
         return None
 

@@ -48,3 +48,13 @@ def test_application_limited_flow_sends_at_its_rate() -> None:
         sent += n
         flow.on_ack(n, now, now)
     assert 990 <= sent <= 1010
+
+
+def test_an_application_writing_in_buffers_waits_for_a_whole_write() -> None:
+    """At 1000 segments/s a write of 8 is due 8 ms after the last, a single segment 1 ms."""
+    flow = Flow(1, app_rate_pps=1000.0)
+    flow.cwnd = 100.0  # the window is not what limits it
+    flow.sendable(0)  # tokens counted from time 0
+    assert flow.next_token_ns(0) == 1_000_001
+    assert flow.next_token_ns(0, 8) == 8_000_001
+    assert flow.sendable(8_000_001) == 8
