@@ -15,12 +15,14 @@ from xvrd.policy.adaptive import (
     MEASURE,
     PERSIST,
     REGIME_MEMORY,
+    REGRESSION,
     RESIDUAL_GAIN,
     RESIDUAL_MEASURE,
     RESIDUAL_WINDOW,
     SETTLE,
     AdaptivePolicy,
     AdaptiveState,
+    objective,
 )
 from xvrd.policy.base import Decision, PolicyContext, SetPinning, SetWeight
 from xvrd.sampler import DomainRates, Observation
@@ -990,3 +992,64 @@ def test_the_first_tick_a_rate_can_be_seen_to_move_in_new_traffic_acts_at_once()
     assert [bool(d.findings) for d in later] == [False] * 4 + [True, True]
     assert not _raises(later[:5])
     assert _raises(later[5:])
+
+
+# ------------------------------------------------ a domU that wants less is not a starved one
+def _steady_app_limited(app_mbps: float = 114.0) -> Observation:
+    """Three greedy receivers and one steady application-limited domU filling the link,
+    dom0 busy at weight 256; no drops anywhere."""
+    greedy = (984.0 - app_mbps) / 3
+    obs = observation(40.0, rates=(greedy, greedy, greedy, app_mbps))
+    return _without_drops(_with_dom0(obs, weight=256))
+
+
+def test_an_application_limited_flow_starting_triggers_nothing() -> None:
+    """Its rate goes from nothing to a steady 85 Mb/s, Jain to 0.875 with dom0 busy: not
+    a rate that moved."""
+    before = _without_drops(_with_dom0(observation(40.0, rates=(328.0,) * 3 + (0.0,)), weight=256))
+    after = _steady_app_limited(85.0)
+    assert assess(after, 984.0, 0.5).jain < 0.9
+    decisions = drive([before] * 3 + [after] * 8, CONTEXT)
+    assert not [f for d in decisions for f in d.findings]
+    assert not [a for d in decisions for a in d.actions]
+
+
+def _kept_raise_over(ticks: list[Observation]) -> list[Decision]:
+    """The policy's decisions on ``ticks`` once it has kept a raise of dom0 (the state is
+    set after the first two)."""
+    policy = AdaptivePolicy()
+    state: AdaptiveState | None = None
+    decisions = []
+    for i, obs in enumerate(ticks):
+        if i == 2:
+            assert state is not None
+            state = replace(state, accepted=900.0, kept="raise", fairness=())
+        decision = policy.decide(obs, assess(obs, 984.0, 0.5), CONTEXT, state)
+        state = decision.state
+        decisions.append(decision)
+    return decisions[2:]
+
+
+def test_the_residual_pin_needs_a_domu_under_the_mean_showing_starvation() -> None:
+    """After a kept raise, a steady application-limited domU keeps Jain at 0.91 with the
+    link full: nothing for a pin to cure. Flows under the mean whose rates move are."""
+    steady = _steady_app_limited()
+    assert assess(steady, 984.0, 0.5).jain < 0.92
+    assert not pinned_dom0(_kept_raise_over([steady] * (RESIDUAL_WINDOW + 8)))
+    moving = [
+        _with_dom0(observation(40.0, rates=(150.0, 140.0, 130.0, 125.0, 120.0, 115.0, 105.0,
+                                            99.0 + 6 * (k % 2))), weight=4096)
+        for k in range(RESIDUAL_WINDOW + 8)
+    ]  # fmt: skip
+    assert assess(moving[0], 984.0, 0.5).efficiency >= 0.98
+    assert pinned_dom0(_kept_raise_over(moving))
+
+
+def test_a_domu_that_wants_less_now_is_no_regression() -> None:
+    """After a kept change reached 900 Mb/s of fair throughput, the application-limited
+    domU slows to 10 Mb/s and the greedy ones take the rest: Jain falls, fair throughput
+    with it, but nothing slid back."""
+    slowed = _steady_app_limited(10.0)
+    assert objective(assess(slowed, 984.0, 0.5)) < 900.0 * (1 - REGRESSION)
+    kinds = {f.kind for d in after_a_kept_raise(slowed, 30) for f in d.findings}
+    assert "regression" not in kinds

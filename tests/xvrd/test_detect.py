@@ -11,6 +11,7 @@ from xvrd.policy.detect import (
     dom0_load,
     remember_rates,
     showing_starvation,
+    starving_under_mean,
 )
 from xvrd.sampler import DomainRates, Observation
 
@@ -65,7 +66,8 @@ def history(*ticks: list[tuple[float, float]], dom0_cpu: float = 43.0) -> RateHi
     for tick in ticks:
         rows = [dom(0, 0.0, dom0_cpu)]
         rows += [dom(i, mbps, 2, drops=d) for i, (mbps, d) in enumerate(tick, start=1)]
-        out = remember_rates(Observation(0, 2.0, TWO_CPUS, tuple(rows)), out)
+        obs = Observation(0, 2.0, TWO_CPUS, tuple(rows))
+        out = remember_rates(obs, assess(obs, 984.0, 0.5), out)
     return out
 
 
@@ -111,6 +113,23 @@ def test_starvation_is_judged_over_the_last_ticks_a_domu_was_seen_in_a_row() -> 
     assert showing_starvation(gap) == frozenset()
     silent = history([(0, 0)], [(0, 0)], [(0, 0)])
     assert showing_starvation(silent) == frozenset()
+
+
+def test_a_flow_starting_from_nothing_is_not_a_rate_that_moved() -> None:
+    """A steady sender starting (or a domU created idle, then sending) is seen from its
+    first tick with traffic: no zero before it counts."""
+    starting = history([*GREEDY, (0, 0)], [*GREEDY, (0, 0)], [*GREEDY, (85, 0)])
+    assert "u4" not in showing_starvation(starting)
+    assert "u4" not in showing_starvation(history(*[[*GREEDY, (0, 0)]] * 2, [*GREEDY, (85, 0)],
+                                                  [*GREEDY, (85.1, 0)]))  # fmt: skip
+
+
+def test_starving_under_the_mean_names_only_a_domu_that_shows_it() -> None:
+    obs = observe(43.0, [(285, 3), (285, 3), (285, 3), (85, 1)])
+    a = assess(obs, link_frame_mbps=984.0, active_threshold_mbps=0.5)
+    assert not starving_under_mean(obs, a, frozenset())
+    assert not starving_under_mean(obs, a, frozenset({"u1"}))  # above the mean
+    assert starving_under_mean(obs, a, frozenset({"u4"}))
 
 
 def test_a_steady_domu_does_not_hide_a_starved_one_beside_it() -> None:

@@ -6,9 +6,9 @@ aggregate throughput times Jain's index among network-active domUs: throughput t
 shared fairly. It changes one thing at a time and judges it:
 
 1. *Feed-forward.* When findings persist (two ticks), or appear as the set of
-   network-active domUs changes or in the tick after (the first in which a new domU's
-   rate can be seen to move: `xvrd.policy.detect.showing_starvation`), dom0's weight starts
-   from what the credit arithmetic says it needs: dom0 earns
+   network-active domUs changes, or unfairness does in the tick after (the first in which
+   a new flow's rate can be seen to move: `xvrd.policy.detect.showing_starvation`), dom0's
+   weight starts from what the credit arithmetic says it needs: dom0 earns
    ``w0 / (w0 + W)`` of the host, so to cover a demand ``d`` it needs ``w0 = W d / (1 - d)``,
    W being the other CPU-active domains' weights and d dom0's use with a margin. When
    domUs join a dom0 that already uses what its weight earns, the first tick that sees
@@ -26,7 +26,8 @@ shared fairly. It changes one thing at a time and judges it:
    raise that did not help: at once, measured as the residual pin below; where it cannot
    pin, the raise is tried again after its cooldown). Also when a kept raise cured the
    starvation but sharing stays short of fair (mean Jain under ``JAIN_FAIR`` over
-   ``RESIDUAL_WINDOW`` ticks) or the link short of full (mean efficiency under
+   ``RESIDUAL_WINDOW`` ticks, a domU under the mean showing starvation) or the link short
+   of full (mean efficiency under
    ``EFFICIENCY_FULL``) with dom0 still busy and the domUs' CPU fitting on the other
    pCPUs: the domUs' wake-ups on dom0's pCPU still delay it, and alone there nothing does.
    That small gain is measured over more ticks.
@@ -77,6 +78,7 @@ from xvrd.policy.base import (
 from xvrd.policy.detect import (
     CPU_ACTIVE_PCT,
     DOM0_CREDIT_BOUND,
+    EFFICIENCY_LOW,
     Dom0Load,
     RateHistory,
     active_weight,
@@ -87,6 +89,7 @@ from xvrd.policy.detect import (
     due_pct,
     remember_rates,
     showing_starvation,
+    starving_under_mean,
     wanting_cpu,
 )
 from xvrd.sampler import DomainRates, Observation
@@ -191,6 +194,7 @@ class AdaptiveState:
     fresh: bool = False  # the traffic changed at the last tick
     unfair: bool = False  # the last tick found unfairness (it clears a little higher)
     rates: RateHistory = ()  # the domUs' rates over the last ticks: who shows starvation
+    starving: bool = False  # some domU under the mean showed starvation this tick
 
 
 def objective(assessment: Assessment) -> float:
@@ -337,13 +341,14 @@ class AdaptivePolicy:
                 )
             ),
         )
-        rates = remember_rates(observation, st.rates)
+        rates = remember_rates(observation, assessment, st.rates)
+        starving = showing_starvation(rates)
         findings = detect(
             observation,
             assessment,
             {u: before for u, before, _ in st.boosted},
             was_unfair=st.unfair,
-            starving=showing_starvation(rates),
+            starving=starving,
         )
         dom0 = observation.dom0()
         if dom0 is None:
@@ -355,6 +360,7 @@ class AdaptivePolicy:
         st = replace(
             st,
             rates=rates,
+            starving=starving_under_mean(observation, assessment, starving),
             seen=seen,
             uncrowded=0 if cpu_bound_without_traffic(observation, assessment) else st.uncrowded + 1,
             unfair=any(f.kind == "unfairness" for f in findings),
@@ -422,7 +428,8 @@ class AdaptivePolicy:
 
         load = dom0_load(observation)
         # Less fair throughput with dom0 at ease is less traffic (flows ending, senders
-        # slowing), not the host sliding back: only a busy dom0 makes it a regression.
+        # slowing), not the host sliding back: only a busy dom0 makes it a regression. Nor
+        # is a lower Jain with no domU showing starvation (one that wants less, now).
         regressed = (
             st.regressed + 1
             if (
@@ -430,6 +437,7 @@ class AdaptivePolicy:
                 and score < st.accepted * (1 - REGRESSION)
                 and load is not None
                 and load.busy
+                and (st.starving or assessment.efficiency < EFFICIENCY_LOW)
             )
             else 0
         )
@@ -469,9 +477,9 @@ class AdaptivePolicy:
         st = replace(st, running=running, left=False, fresh=regime_changed)
         if not regime_changed:
             st = replace(st, regime=now_regime)
-            if fresh and findings and st.trial is None:
+            if fresh and st.unfair and st.trial is None:
                 # The first whole interval of the new traffic, and the first in which a
-                # domU's rate can be seen to move: findings act at once, as they would have
+                # domU's rate can be seen to move: unfairness acts at once, as it would have
                 # in the tick the traffic changed had nothing been done then, and are
                 # measured against this tick alone (the last may have been other traffic).
                 st = replace(st, streak=max(st.streak, PERSIST), recent=(tick,))
@@ -907,8 +915,10 @@ class AdaptivePolicy:
         domus_pct = sum(d.cpu_pct or 0.0 for d in obs.domus())
         room_pct = 100.0 * (obs.host_cpus - 1) / obs.host_cpus
         one_pcpu_pct = 100.0 / obs.host_cpus
+        # Sharing short of fair counts only while a domU under the mean shows starvation:
+        # one that wants less keeps Jain down whatever dom0 does.
         if (
-            (jain >= JAIN_FAIR and efficiency >= EFFICIENCY_FULL)
+            ((jain >= JAIN_FAIR or not st.starving) and efficiency >= EFFICIENCY_FULL)
             or domus_pct > PIN_HEADROOM * room_pct
             or load.cpu_pct > DOM0_FITS * one_pcpu_pct
         ):

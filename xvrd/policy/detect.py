@@ -56,7 +56,9 @@ DOMU_SHORT = 0.8
 STEADY_TICKS = 3
 STEADY_CV = 0.009
 
-#: Per tick, oldest first: each domU's (UUID, throughput Mb/s, dropped anything).
+#: Any drop counts: packets dropped toward a domU that moves traffic are packets it did not
+#: get (unlike the few broadcast frames an idle domU's vif may drop, `ACTIVE_DROPS_PS`).
+#: Per tick, oldest first: each network-active domU's (UUID, throughput Mb/s, dropped any).
 RateHistory = tuple[tuple[tuple[str, float, bool], ...], ...]
 
 
@@ -223,10 +225,15 @@ def _allowed_cpus(obs: Observation, d: DomainRates) -> frozenset[int]:
     return frozenset().union(*d.pinning.vcpus) & obs.cpu_ids or obs.cpu_ids
 
 
-def remember_rates(obs: Observation, history: RateHistory) -> RateHistory:
-    """``history`` with this tick's domU rates added, the last ``STEADY_TICKS`` kept."""
+def remember_rates(obs: Observation, assessment: Assessment, history: RateHistory) -> RateHistory:
+    """``history`` with this tick's network-active domUs' rates added, the last
+    ``STEADY_TICKS`` kept. A domU moving no traffic has no rate to judge: a flow starting
+    from nothing is not a rate that moved."""
+    active = set(assessment.network_active)
     now = tuple(
-        (d.uuid, d.throughput_mbps, bool(d.rx_drops_ps or d.tx_drops_ps)) for d in obs.domus()
+        (d.uuid, d.throughput_mbps, bool(d.rx_drops_ps or d.tx_drops_ps))
+        for d in obs.domus()
+        if d.uuid in active
     )
     return (*history, now)[-STEADY_TICKS:]
 
@@ -251,6 +258,18 @@ def showing_starvation(history: RateHistory) -> frozenset[str]:
             if drops:
                 dropped.add(uuid)
     return frozenset(uuid for uuid, seen in runs.items() if uuid in dropped or _moved(seen))
+
+
+def starving_under_mean(obs: Observation, assessment: Assessment, starving: frozenset[str]) -> bool:
+    """Some network-active domU moves less than the mean and shows starvation: sharing that
+    falls short of fair for want of dom0, not because a domU wants less."""
+    active = set(assessment.network_active)
+    if not active:
+        return False
+    mean = assessment.aggregate_mbps / len(active)
+    return any(
+        d.uuid in active and d.uuid in starving and d.throughput_mbps < mean for d in obs.domus()
+    )
 
 
 def _moved(rates: list[float]) -> bool:
