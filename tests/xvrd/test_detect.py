@@ -133,10 +133,16 @@ def test_starving_under_the_mean_names_only_a_domu_that_shows_it() -> None:
 
 
 def test_a_steady_domu_does_not_hide_a_starved_one_beside_it() -> None:
-    obs = observe(47.0, [(330, 3), (330, 3), (100, 1), (40, 0.5)])
-    seen = history(*[[(330, 0), (330, 0), (100, 0), (40 + 9 * k, 0)] for k in range(3)])
+    """Nor is it hidden: the finding says how many more are low without evidence."""
+    obs = observe(47.0, [(330, 3), (330, 3), (90, 1), (40, 0.5)])
+    seen = history(*[[(330, 0), (330, 0), (90, 0), (40 + 9 * k, 0)] for k in range(3)])
     assert showing_starvation(seen) == {"u4"}
-    assert findings(obs, showing_starvation(seen))["unfairness"]["starved"] == "dom4"
+    a = assess(obs, link_frame_mbps=984.0, active_threshold_mbps=0.5)
+    (unfair,) = [f for f in detect(obs, a, starving=showing_starvation(seen))
+                 if f.kind == "unfairness"]  # fmt: skip
+    assert unfair.evidence["starved"] == "dom4"
+    assert unfair.evidence["low_without_evidence"] == 1
+    assert unfair.summary.endswith("; 1 more under half the mean show no starvation (yet)")
 
 
 def test_forwarding_collapse_with_idle_cpu_and_dom0_out_of_credit() -> None:
