@@ -44,6 +44,11 @@ class Assessment:
     idle_pct: float
     findings: tuple[Finding, ...] = ()
 
+    @property
+    def mean_mbps(self) -> float:
+        """What a network-active domU moves on average (0 when none is)."""
+        return self.aggregate_mbps / len(self.network_active) if self.network_active else 0.0
+
 
 #: Drops per second from which a domU moving too little to count is network-active all the
 #: same (its traffic is being dropped: starvation). A starved receiver drops thousands; a

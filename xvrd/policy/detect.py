@@ -58,8 +58,9 @@ STEADY_CV = 0.009
 
 #: Any drop counts: packets dropped toward a domU that moves traffic are packets it did not
 #: get (unlike the few broadcast frames an idle domU's vif may drop, `ACTIVE_DROPS_PS`).
-#: Per tick, oldest first: each network-active domU's (UUID, throughput Mb/s, dropped any).
-RateHistory = tuple[tuple[tuple[str, float, bool], ...], ...]
+#: Per tick, oldest first: each network-active domU's throughput (Mb/s) and whether it
+#: dropped any, by UUID.
+RateHistory = tuple[Mapping[str, tuple[float, bool]], ...]
 
 
 #: What bounds what dom0 can get (`Dom0Load.limit`), as status and the log put it.
@@ -230,11 +231,11 @@ def remember_rates(obs: Observation, assessment: Assessment, history: RateHistor
     ``STEADY_TICKS`` kept. A domU moving no traffic has no rate to judge: a flow starting
     from nothing is not a rate that moved."""
     active = set(assessment.network_active)
-    now = tuple(
-        (d.uuid, d.throughput_mbps, bool(d.rx_drops_ps or d.tx_drops_ps))
+    now = {
+        d.uuid: (d.throughput_mbps, bool(d.rx_drops_ps or d.tx_drops_ps))
         for d in obs.domus()
         if d.uuid in active
-    )
+    }
     return (*history, now)[-STEADY_TICKS:]
 
 
@@ -242,31 +243,29 @@ def showing_starvation(history: RateHistory) -> frozenset[str]:
     """domUs that, over the ticks they were seen in a row up to the last (at most
     ``STEADY_TICKS``), dropped packets or moved a rate that varied (`_moved`). One tick
     without drops is no evidence: a rate must be seen to move."""
-    if not history:
-        return frozenset()
-    runs: dict[str, list[float]] = {uuid: [] for uuid, _, _ in history[-1]}
-    dropped: set[str] = set()
-    ended: set[str] = set()  # not seen in some tick: what came before is another run
+    last = history[-1] if history else {}
+    return frozenset(uuid for uuid in last if _shows_starvation(_run(history, uuid)))
+
+
+def _run(history: RateHistory, uuid: str) -> list[tuple[float, bool]]:
+    """A domU's figures over the ticks it was seen in a row up to the last, newest first."""
+    run = []
     for tick in reversed(history):
-        present = {uuid: (mbps, drops) for uuid, mbps, drops in tick}
-        for uuid, seen in runs.items():
-            if uuid in ended or uuid not in present:
-                ended.add(uuid)
-                continue
-            mbps, drops = present[uuid]
-            seen.append(mbps)
-            if drops:
-                dropped.add(uuid)
-    return frozenset(uuid for uuid, seen in runs.items() if uuid in dropped or _moved(seen))
+        if uuid not in tick:
+            break
+        run.append(tick[uuid])
+    return run
+
+
+def _shows_starvation(run: list[tuple[float, bool]]) -> bool:
+    return any(dropped for _, dropped in run) or _moved([mbps for mbps, _ in run])
 
 
 def starving_under_mean(obs: Observation, assessment: Assessment, starving: frozenset[str]) -> bool:
     """Some network-active domU moves less than the mean and shows starvation: sharing that
     falls short of fair for want of dom0, not because a domU wants less."""
     active = set(assessment.network_active)
-    if not active:
-        return False
-    mean = assessment.aggregate_mbps / len(active)
+    mean = assessment.mean_mbps
     return any(
         d.uuid in active and d.uuid in starving and d.throughput_mbps < mean for d in obs.domus()
     )
@@ -329,7 +328,7 @@ def _unfairness(
 ) -> Finding | None:
     if len(active) < 2 or assessment.jain >= threshold or not load.busy:
         return None
-    mean = assessment.aggregate_mbps / len(active)
+    mean = assessment.mean_mbps
     low = [d for d in active if d.throughput_mbps < STARVED_FRACTION * mean]
     starved = sorted(
         (d for d in low if starving is None or d.uuid in starving),
