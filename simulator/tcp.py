@@ -28,6 +28,9 @@ RWND_SEGMENTS = 174760 * 3 // 4 // PAYLOAD_BYTES
 INITIAL_CWND = 3  # Linux 2.6 initial window for 1448-byte segments
 MIN_RTO_NS = 200 * NS_PER_MS  # Linux TCP_RTO_MIN
 ACK_EVERY = 2  # delayed ACK: one ACK per two full segments
+#: An application-limited sender writes this many segments at a time and is never more
+#: than one write ahead of its rate: the most it can hand TCP at once.
+APP_WRITE_SEGMENTS = 8
 
 Chunk = tuple["Flow", int, int, int, int]
 """(flow, kind, packets, data segments acknowledged (ACK only), send time of the data)."""
@@ -101,8 +104,10 @@ class Flow:
         return max(room, 0)
 
     def _refill(self, now: int) -> None:
-        burst = 8.0
-        self.tokens = min(burst, self.tokens + (now - self.tokens_at) * self.app_rate_pps / 1e9)
+        self.tokens = min(
+            float(APP_WRITE_SEGMENTS),
+            self.tokens + (now - self.tokens_at) * self.app_rate_pps / 1e9,
+        )
         self.tokens_at = now
 
     def next_token_ns(self, now: int, segments: int = 1) -> int:

@@ -15,7 +15,7 @@ from simulator.credit import Unit, VCpu, no_effect
 from simulator.engine import NS_PER_MS, NS_PER_US, Engine
 from simulator.netback import BATCH_PACKETS, Dom0Netback
 from simulator.network import NETFRONT_RX_TARGET, Nic, Vif
-from simulator.tcp import ACK, ACK_EVERY, DATA, PAYLOAD_BYTES, Chunk, Flow
+from simulator.tcp import ACK, ACK_EVERY, APP_WRITE_SEGMENTS, DATA, PAYLOAD_BYTES, Chunk, Flow
 
 #: CPU cost in a domU per data segment received: netfront, TCP receive, copy to the
 #: application. Chosen so receive on one domU at 900 Mb/s uses about 0.56 of a CPU, as measured.
@@ -37,10 +37,6 @@ DOMU_BATCH_NS = 2 * NS_PER_US
 #: start on them (tcp_write_xmit hands each segment on as it is built; 8 x 4.2 us = 34 us
 #: of domU work per group, finer than the NIC's 60 us interrupt coalescing).
 SEND_GROUP = 8
-#: Segments an application-limited domU sender writes at a time: its application sleeps
-#: until its rate allows a write of this many (an application writing in buffers), not
-#: waking its vCPU for every segment, which would cost it a vCPU wake-up per segment.
-APP_WRITE_SEGMENTS = SEND_GROUP
 #: How often a TCP sender checks for a retransmission timeout.
 RTO_CHECK_NS = 50 * NS_PER_MS
 #: Spread of a remote host's response time.
@@ -185,6 +181,8 @@ class DomUNet:
                 return self._tx_batch(n)
             if flow.app_rate_pps > 0 and flow.window() > flow.inflight and not flow.timer_set:
                 flow.timer_set = True
+                # Its application sleeps until its rate allows a whole write: waking the
+                # vCPU for every segment would cost a wake-up per segment.
                 self.engine.at(flow.next_token_ns(now, APP_WRITE_SEGMENTS), self._token)
         self._sending = False
         return None
