@@ -514,13 +514,15 @@ class CreditScheduler:
                 continue
             per_vcpu = int(fair.get(d.domid, 0.0) / len(vs) + 0.999)
             # A capped vCPU owing more than its share of one period's capped credit is parked.
-            cap_credits = (d.cap * CREDITS_PER_ACCT + 99) // 100
-            cap_per_vcpu = (cap_credits + len(vs) - 1) // len(vs)
+            cap_per_vcpu = -1
+            if d.cap:
+                cap_credits = (d.cap * CREDITS_PER_ACCT + 99) // 100
+                cap_per_vcpu = (cap_credits + len(vs) - 1) // len(vs)
             for v in vs:
                 v.credit += per_vcpu
                 if v.credit < 0:
                     v.pri = PRI_OVER
-                    if d.cap and v.credit < -cap_per_vcpu:
+                    if cap_per_vcpu >= 0 and v.credit < -cap_per_vcpu:
                         self._park(v)
                     v.credit = max(v.credit, -CREDITS_PER_TSLICE)
                 else:
