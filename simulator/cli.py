@@ -10,6 +10,7 @@ xvrd simulate suite [--quick | --scenarios NAMES] [--strategies LIST] [--duratio
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import sys
 import time
@@ -237,10 +238,10 @@ def format_table(result: RunResult, scenario: Scenario) -> str:
     wl = max([9] + [len(d.workload) for d in result.domains])
     lines.append(f"{'domain':<12} {'workload':<{wl}} {'weight':>6} {'Mb/s':>9} {'CPU %':>7}")
     partial = False
-    names = [d.name for d in result.domains]
+    names = collections.Counter(d.name for d in result.domains)
     for d in result.domains:
         # A domain stopped and started again under its name is another domain (new ID).
-        name = d.name if names.count(d.name) == 1 else f"{d.name}#{d.domid}"
+        name = d.name if names[d.name] == 1 else f"{d.name}#{d.domid}"
         tput = f"{d.throughput_mbps:9.1f}" if d.network else f"{'-':>9}"
         ran = ""
         if d.ran_s < scenario.duration_s - 1e-9:
